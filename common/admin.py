@@ -1,0 +1,38 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+
+from common.models import ApiToken, OutboxMessage, User
+
+
+@admin.register(User)
+class BrickbookUserAdmin(UserAdmin):  # type: ignore[type-arg]
+    list_display = ("email", "username", "is_staff", "is_active", "date_joined")
+    search_fields = ("email", "username")
+    ordering = ("email",)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("prefix", "user", "created_at", "expires_at", "revoked_at", "last_used_at")
+    readonly_fields = ("user", "token_hash", "prefix", "created_at", "expires_at", "last_used_at")
+    search_fields = ("user__email", "prefix")
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset):  # type: ignore[no-untyped-def]
+        from django.utils import timezone
+
+        queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("id", "task_name", "status", "attempts", "created_at", "dispatched_at")
+    list_filter = ("status", "task_name")
+    readonly_fields = [f.name for f in OutboxMessage._meta.fields]
+
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False

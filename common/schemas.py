@@ -1,0 +1,74 @@
+"""Schemas shared by every router: strict input base, Money in/out, errors, pagination."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from moneyed import Money
+from ninja import Schema
+from pydantic import ConfigDict, Field, field_validator
+
+from common.money import (
+    SUPPORTED_CURRENCIES,
+    decimal_to_minor_units,
+    format_minor_units,
+    money_to_minor_units,
+)
+
+
+class StrictSchema(Schema):
+    """Base for every input schema: an unknown field is a 422, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+AmountString = Annotated[
+    str,
+    Field(
+        pattern=r"^-?\d{1,15}(\.\d{1,6})?$",
+        examples=["1000.00"],
+        description="Decimal amount as a string (never a JSON number, to stay exact).",
+    ),
+]
+
+
+class MoneyIn(StrictSchema):
+    amount: AmountString
+    currency: str = Field(examples=["USD"], min_length=3, max_length=3)
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        if value not in SUPPORTED_CURRENCIES:
+            raise ValueError(f"currency must be one of {', '.join(SUPPORTED_CURRENCIES)}")
+        return value
+
+    def to_money(self) -> Money:
+        return Money(Decimal(self.amount), self.currency)
+
+    def to_minor_units(self) -> int:
+        return decimal_to_minor_units(Decimal(self.amount), self.currency)
+
+
+class MoneyOut(Schema):
+    amount: str = Field(examples=["1000.00"])
+    currency: str = Field(examples=["USD"])
+
+    @classmethod
+    def of_minor_units(cls, amount_minor: int, currency: str) -> MoneyOut:
+        return cls(amount=format_minor_units(amount_minor, currency), currency=currency)
+
+    @classmethod
+    def of_money(cls, money: Money) -> MoneyOut:
+        code = money.currency.code
+        return cls.of_minor_units(money_to_minor_units(money), code)
+
+
+class ErrorOut(Schema):
+    detail: str
+    code: str
+
+
+class ValidationErrorOut(ErrorOut):
+    errors: list[dict[str, object]] = []

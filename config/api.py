@@ -1,0 +1,120 @@
+"""The one NinjaAPI: routers from every app, and the single place errors become HTTP."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI, Schema
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+
+from common import errors
+from common.auth import BearerAuth
+
+api = NinjaAPI(
+    title="Brickbook API",
+    version="1.0.0",
+    description=(
+        "Real-estate crowdfunding and cap-table engine. Bearer-token auth "
+        "(`POST /auth/token`); errors are `{detail, code}`; money is "
+        '`{"amount": "1000.00", "currency": "USD"}`.'
+    ),
+    auth=BearerAuth(),
+    urls_namespace="api",
+)
+
+STATUS_BY_ERROR: list[tuple[type[errors.DomainError], int]] = [
+    (errors.Throttled, 429),
+    (errors.NotAuthenticated, 401),
+    (errors.NotAllowed, 403),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.LimitExceeded, 422),
+    (errors.ValidationFailed, 400),
+    (errors.DomainError, 400),
+]
+
+
+def status_for(error: errors.DomainError) -> int:
+    return next(status for kind, status in STATUS_BY_ERROR if isinstance(error, kind))
+
+
+@api.exception_handler(errors.DomainError)
+def domain_error(request: HttpRequest, exc: errors.DomainError) -> HttpResponse:
+    body: dict[str, object] = {"detail": exc.detail, "code": exc.code}
+    body.update({k: v for k, v in exc.context.items() if k != "retry_after_seconds"})
+    response = api.create_response(request, body, status=status_for(exc))
+    if isinstance(exc, errors.Throttled):
+        response["Retry-After"] = str(exc.retry_after_seconds)
+    return response
+
+
+@api.exception_handler(NinjaValidationError)
+def invalid_request(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    problems = [
+        {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "msg": str(error.get("msg", "")),
+            "type": str(error.get("type", "")),
+        }
+        for error in exc.errors
+    ]
+    summary = "; ".join(f"{'.'.join(p['loc'])}: {p['msg']}" for p in problems[:5])
+    return api.create_response(
+        request,
+        {"detail": f"Invalid request: {summary}", "code": "invalid_request", "errors": problems},
+        status=422,
+    )
+
+
+@api.exception_handler(AuthenticationError)
+def not_authenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    response = api.create_response(
+        request,
+        {"detail": "Missing, invalid, expired or revoked token.", "code": "not_authenticated"},
+        status=401,
+    )
+    response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@api.exception_handler(Http404)
+def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return api.create_response(request, {"detail": "Not found.", "code": "not_found"}, status=404)
+
+
+@api.exception_handler(HttpError)
+def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return api.create_response(
+        request, {"detail": str(exc), "code": "http_error"}, status=exc.status_code
+    )
+
+
+class HealthOut(Schema):
+    status: str
+    database: str
+
+
+@api.get("/health", auth=None, response=HealthOut, tags=["platform"])
+def health(request: HttpRequest) -> HealthOut:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return HealthOut(status="ok", database=connection.vendor)
+
+
+def _mount_routers() -> None:
+    from common.api import router as auth_router
+    from investors.api import registration_router
+    from investors.api import router as investors_router
+    from offerings.api import router as offerings_router
+    from offerings.api import sponsors_router
+
+    api.add_router("/auth", auth_router)
+    api.add_router("/auth", registration_router)
+    api.add_router("/sponsors", sponsors_router)
+    api.add_router("/offerings", offerings_router)
+    api.add_router("/investors", investors_router)
+
+
+_mount_routers()

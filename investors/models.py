@@ -1,0 +1,1 @@
+"""investors models."""
