@@ -45,6 +45,8 @@ def env_required(name: str) -> str:
 
 
 IS_PRODUCTION = env_str("BRICKBOOK_ENV", "development") == "production"
+# Only the benchmark's own server mounts its bare ceiling endpoint.
+BENCH_ENDPOINTS = env_bool("BRICKBOOK_BENCH_ENDPOINTS") and not IS_PRODUCTION
 
 # Development keys are public on purpose: they only ever protect a local SQLite file.
 _DEV_SECRET_KEY = "dev-only-insecure-secret-key-brickbook-not-for-production-use-0000"

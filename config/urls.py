@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import path
 
@@ -7,3 +8,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
 ]
+
+if settings.BENCH_ENDPOINTS:
+    from benchmarks.bare_api import bench_api
+
+    urlpatterns.append(path("bench/", bench_api.urls))

@@ -1,0 +1,159 @@
+"""Shared benchmark plumbing: a scratch PostgreSQL database, a gunicorn server, wrk load.
+
+Every figure is printed with its ratio to a ceiling measured in the same run on the same
+machine, because absolute numbers vary between machines and ratios don't (much).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def _server_url() -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        sys.exit("benchmarks need DATABASE_URL=postgres://… (run them with `make bench`)")
+    return url
+
+
+@contextlib.contextmanager
+def scratch_database(name: str) -> Iterator[str]:
+    """A fresh database on the PostgreSQL server from DATABASE_URL, migrated; dropped after."""
+    server = urlparse(_server_url())
+    with psycopg.connect(_server_url(), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = urlunparse(server._replace(path=f"/{name}"))
+    subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        check=True,
+    )
+    try:
+        yield url
+    finally:
+        with psycopg.connect(_server_url(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def gunicorn(database_url: str, *, workers: int = 2) -> Iterator[str]:
+    """gunicorn with sync workers and persistent DB connections, as in production."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "BRICKBOOK_BENCH_ENDPOINTS": "1",
+        "DEBUG": "0",
+        "CONN_MAX_AGE": "600",
+        "LOG_LEVEL": "ERROR",
+    }
+    process = subprocess.Popen(
+        [
+            str(Path(PYTHON).parent / "gunicorn"),
+            "config.wsgi",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "sync",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(f"{base}/api/v1/health")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _wait_until_up(url: str, timeout_seconds: float = 30) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server at {url} did not come up")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests_per_second: float
+    requests: int
+    errors: int
+    latency_p99: str
+
+
+def wrk(url: str, *, seconds: int = 10, connections: int = 8, threads: int = 2) -> LoadResult:
+    """Load `url` from a second process (wrk) on loopback for a bounded time."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: run the benchmarks with `make bench`, which installs it")
+    output = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+    rps = float(_match(r"Requests/sec:\s+([\d.]+)", output))
+    requests = int(_match(r"(\d+) requests in", output))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    if socket_errors:
+        errors += sum(int(g) for g in socket_errors.groups())
+    return LoadResult(rps, requests, errors, _match(r"99%\s+(\S+)", output))
+
+
+def _match(pattern: str, text: str) -> str:
+    found = re.search(pattern, text)
+    if not found:
+        raise RuntimeError(f"unexpected wrk output:\n{text}")
+    return found.group(1)
+
+
+def report(name: str, figure: LoadResult, ceiling: LoadResult, *, goal: float) -> bool:
+    ratio = figure.requests_per_second / ceiling.requests_per_second
+    verdict = "meets" if ratio >= goal else "BELOW"
+    print(
+        f"{name}: {figure.requests_per_second:,.0f} req/s "
+        f"(p99 {figure.latency_p99}, {figure.errors} errors) | ceiling "
+        f"{ceiling.requests_per_second:,.0f} req/s (p99 {ceiling.latency_p99}) | "
+        f"ratio {ratio:.2f} ({verdict} goal {goal:.2f})"
+    )
+    return figure.errors == 0 and ceiling.errors == 0
