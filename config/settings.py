@@ -180,6 +180,10 @@ STORAGES = {
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
+# --- API ------------------------------------------------------------------------------------
+NINJA_PAGINATION_PER_PAGE = 50
+NINJA_PAGINATION_MAX_LIMIT = 100
+
 # --- money ----------------------------------------------------------------------------------
 CURRENCIES = ("USD", "EUR")
 DEFAULT_CURRENCY = "USD"
