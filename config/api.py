@@ -107,13 +107,15 @@ def _mount_routers() -> None:
     from common.api import router as auth_router
     from investors.api import registration_router
     from investors.api import router as investors_router
+    from offerings.api import issuers_router, properties_router, sponsors_router
     from offerings.api import router as offerings_router
-    from offerings.api import sponsors_router
 
     api.add_router("/auth", auth_router)
     api.add_router("/auth", registration_router)
     api.add_router("/sponsors", sponsors_router)
     api.add_router("/offerings", offerings_router)
+    api.add_router("/issuers", issuers_router)
+    api.add_router("/properties", properties_router)
     api.add_router("/investors", investors_router)
 
 
