@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from ninja import File, Form, Query, Router, UploadedFile
+from ninja import File, Form, Query, Router, Status, UploadedFile
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from common.auth import OptionalBearerAuth
@@ -88,7 +88,7 @@ def offering_detail(request: HttpRequest, offering_id: int) -> Offering:
 
 
 @router.post("", response={201: OfferingOut, **WRITE_ERRORS})
-def offering_create(request: HttpRequest, payload: OfferingCreateIn) -> tuple[int, Offering]:
+def offering_create(request: HttpRequest, payload: OfferingCreateIn) -> Status[Offering]:
     draft = services.OfferingDraft(
         title=payload.title,
         summary=payload.summary,
@@ -110,7 +110,7 @@ def offering_create(request: HttpRequest, payload: OfferingCreateIn) -> tuple[in
         closes_at=payload.closes_at,
     )
     offering = services.offering_create(actor=actor_of(request), draft=draft)
-    return 201, selectors.offering_get(user=request.user, offering_id=offering.pk)
+    return Status(201, selectors.offering_get(user=request.user, offering_id=offering.pk))
 
 
 @router.patch("/{offering_id}", response={200: OfferingOut, **WRITE_ERRORS})
@@ -198,7 +198,7 @@ def offering_document_upload(
     offering_id: int,
     payload: Form[DocumentUploadIn],
     file: File[UploadedFile],
-) -> tuple[int, OfferingDocument]:
+) -> Status[OfferingDocument]:
     """Upload a new version of a document (multipart: `kind`, `file`)."""
     document = services.offering_document_upload(
         actor=actor_of(request),
@@ -207,7 +207,7 @@ def offering_document_upload(
         file=file,
         content_type=file.content_type or "",
     )
-    return 201, document
+    return Status(201, document)
 
 
 @router.get(
@@ -223,7 +223,7 @@ def offering_document_list(request: HttpRequest, offering_id: int) -> QuerySet[O
 
 
 @sponsors_router.post("", response={201: SponsorOut, **WRITE_ERRORS})
-def sponsor_apply(request: HttpRequest, payload: SponsorApplyIn) -> tuple[int, Sponsor]:
+def sponsor_apply(request: HttpRequest, payload: SponsorApplyIn) -> Status[Sponsor]:
     """Any signed-in user applies; they become the sponsor's owner, pending staff review."""
     sponsor = services.sponsor_apply(
         actor=actor_of(request),
@@ -231,7 +231,7 @@ def sponsor_apply(request: HttpRequest, payload: SponsorApplyIn) -> tuple[int, S
         description=payload.description,
         website=str(payload.website) if payload.website else "",
     )
-    return 201, sponsor
+    return Status(201, sponsor)
 
 
 @sponsors_router.get("", response={200: list[SponsorOut], **READ_ERRORS})
@@ -267,7 +267,7 @@ def sponsor_reject(request: HttpRequest, sponsor_id: int, payload: ReasonIn) -> 
 
 
 @issuers_router.post("", response={201: IssuerOut, **WRITE_ERRORS})
-def issuer_create(request: HttpRequest, payload: IssuerIn) -> tuple[int, Issuer]:
+def issuer_create(request: HttpRequest, payload: IssuerIn) -> Status[Issuer]:
     issuer = services.issuer_create(
         actor=actor_of(request),
         legal_name=payload.legal_name,
@@ -277,7 +277,7 @@ def issuer_create(request: HttpRequest, payload: IssuerIn) -> tuple[int, Issuer]
         sponsor_id=payload.sponsor_id,
         affiliate_of_id=payload.affiliate_of_id,
     )
-    return 201, issuer
+    return Status(201, issuer)
 
 
 @issuers_router.get("", response={200: list[IssuerOut], **READ_ERRORS})
@@ -288,7 +288,7 @@ def issuer_list(request: HttpRequest) -> QuerySet[Issuer]:
 
 
 @properties_router.post("", response={201: PropertyOut, **WRITE_ERRORS})
-def property_create(request: HttpRequest, payload: PropertyIn) -> tuple[int, Property]:
+def property_create(request: HttpRequest, payload: PropertyIn) -> Status[Property]:
     details = services.PropertyDetails(
         **payload.model_dump(exclude={"purchase_price", "sponsor_id"}),
         purchase_price_minor=_minor_or_none(payload.purchase_price),
@@ -297,7 +297,7 @@ def property_create(request: HttpRequest, payload: PropertyIn) -> tuple[int, Pro
     property_ = services.property_create(
         actor=actor_of(request), details=details, sponsor_id=payload.sponsor_id
     )
-    return 201, property_
+    return Status(201, property_)
 
 
 @properties_router.get("", response={200: list[PropertyOut], **READ_ERRORS})
