@@ -95,13 +95,15 @@ class InvestorLimitsSummary:
         rows = [f"Investor limits on {self.on.date().isoformat()}:"]
         for line in self.lines:
             decision = line.decision
-            if decision.amount_allowed_minor is None:
-                amount = "no limit" if decision.allowed else "n/a"
+            if not decision.allowed:
+                amount = "n/a" if decision.code == "financials_currency_mismatch" else "no"
+            elif decision.amount_allowed_minor is None:
+                amount = "yes, no limit"
             else:
                 figure = format_minor_units(decision.amount_allowed_minor, decision.currency)
                 amount = f"{decision.currency} {figure}"
             rows.append(
-                f"  {line.label:<26} {amount:<18} [{decision.rule_version}] {decision.reason}"
+                f"  {line.label:<29} {amount:<14} [{decision.rule_version}] {decision.reason}"
             )
         return "\n".join(rows)
 

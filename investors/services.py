@@ -257,6 +257,8 @@ def investor_update_profile(*, investor: Investor, changes: Mapping[str, object]
                 if field in {"country", "us_state"} and isinstance(value, str):
                     value = value.strip().upper()
                 setattr(locked, field, value)
+        if "country" in changes and locked.country != "US" and "us_state" not in changes:
+            locked.us_state = ""  # moving out of the US drops the state
         rate_given = "treaty_withholding_rate_basis_points" in changes
         if "tax_form" in changes and locked.tax_form != TaxForm.W8BEN and not rate_given:
             locked.treaty_withholding_rate_basis_points = None

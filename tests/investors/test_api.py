@@ -516,3 +516,13 @@ def test_get_investor_by_id_is_staff_only_others_get_404(api_client):
     assert response.status_code == 200
     assert response.json()["id"] == investor.pk
     assert "111223333" not in response.content.decode()
+
+
+def test_patch_me_moving_out_of_the_us_drops_the_state(api_client):
+    investor = make_investor(country="US", us_state="NY")
+    response = patch_json(api_client, ME, {"country": "PT"}, **bearer(investor.user))
+    assert response.status_code == 200
+    assert (response.json()["country"], response.json()["us_state"]) == ("PT", "")
+    back = patch_json(api_client, ME, {"country": "US"}, **bearer(investor.user))
+    assert back.status_code == 400
+    assert back.json()["code"] == "us_state_required"
