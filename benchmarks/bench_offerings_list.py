@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import gunicorn, report, scratch_database, wrk  # noqa: E402
+from benchmarks.harness import gunicorn, report, scratch_database, wrk
 
 OFFERINGS = 200
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))

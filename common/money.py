@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from fractions import Fraction
 
+from babel.numbers import format_currency
 from moneyed import Money, get_currency
 from moneyed.classes import CurrencyDoesNotExist
 
@@ -141,3 +142,9 @@ def allocate(total: int, weights: Sequence[int]) -> list[int]:
         shares[index] += 1
     assert sum(shares) == total
     return shares
+
+
+def money_display(amount_minor: int, currency: str, *, locale: str = "en_US") -> str:
+    """Human formatting for people (demo, statements): '$4,000,000.00', '3.000,00 €'.
+    Exact: babel formats the Decimal, never a float."""
+    return format_currency(minor_units_to_decimal(amount_minor, currency), currency, locale=locale)

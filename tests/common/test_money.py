@@ -13,6 +13,7 @@ from common.money import (
     decimal_to_minor_units,
     format_minor_units,
     minor_units_to_money,
+    money_display,
     money_to_minor_units,
     round_minor_units,
 )
@@ -116,3 +117,9 @@ def test_allocate_is_largest_remainder(total, weights):
     # every bumped share had a remainder at least as large as any share left at its floor
     if bumped and not_bumped:
         assert min(remainders[i] for i in bumped) >= max(remainders[i] for i in not_bumped)
+
+
+def test_money_display_is_exact_and_localized():
+    assert money_display(400000000, "USD") == "$4,000,000.00"
+    assert money_display(300000, "EUR", locale="de_DE") == "3.000,00\xa0€"
+    assert money_display(1, "USD") == "$0.01"
