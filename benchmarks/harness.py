@@ -26,8 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
+# Read once: a benchmark later points DATABASE_URL at its scratch database for Django.
+_SERVER_URL = os.environ.get("DATABASE_URL", "")
+
+
 def _server_url() -> str:
-    url = os.environ.get("DATABASE_URL", "")
+    url = _SERVER_URL
     if not url.startswith("postgres"):
         sys.exit("benchmarks need DATABASE_URL=postgres://… (run them with `make bench`)")
     return url
