@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from pydantic import EmailStr, Field
 
 from common.auth import api_token_revoke, client_ip_of, login_with_password
@@ -34,8 +34,8 @@ def token_create(request: HttpRequest, payload: TokenIn) -> TokenOut:
 
 
 @router.post("/token/revoke", response={204: None, 401: ErrorOut})
-def token_revoke(request: HttpRequest) -> tuple[int, None]:
+def token_revoke(request: HttpRequest) -> Status:
     """Revoke the token this request was made with (log out)."""
     header = request.headers.get("Authorization", "")
     api_token_revoke(clear_token=header.partition(" ")[2].strip())
-    return 204, None
+    return Status(204, None)

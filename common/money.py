@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from fractions import Fraction
+from functools import cache
 
 from babel.numbers import format_currency
 from moneyed import Money, get_currency
@@ -27,6 +28,7 @@ ROUNDING_MODE = ROUND_HALF_EVEN
 BASIS_POINTS_PER_UNIT = 10_000
 
 
+@cache
 def currency_exponent(currency: str) -> int:
     """Digits after the decimal point in the currency's minor unit (USD: 2, JPY: 0)."""
     try:

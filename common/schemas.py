@@ -7,7 +7,7 @@ from typing import Annotated
 
 from moneyed import Money
 from ninja import Schema
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.money import (
     SUPPORTED_CURRENCIES,
@@ -51,7 +51,10 @@ class MoneyIn(StrictSchema):
         return decimal_to_minor_units(Decimal(self.amount), self.currency)
 
 
-class MoneyOut(Schema):
+class MoneyOut(BaseModel):
+    """A plain pydantic model, not a ninja `Schema`: it is always built explicitly, never read
+    off an ORM object, and skipping ninja's per-object getter matters in long lists."""
+
     amount: str = Field(examples=["1000.00"])
     currency: str = Field(examples=["USD"])
 

@@ -2,15 +2,40 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
+from ninja.renderers import BaseRenderer
 
 from common import errors
 from common.auth import BearerAuth
 
+
+class FastJSONRenderer(BaseRenderer):
+    """orjson instead of the stdlib encoder: serializing long lists (dates above all) was a
+    third of the time of `GET /offerings`. Money is already a string by then; a Decimal
+    reaching here is serialized as its exact string, never as a float."""
+
+    media_type = "application/json"
+
+    def render(self, request: HttpRequest, data: Any, *, response_status: int) -> bytes:
+        return orjson.dumps(data, default=_json_default)
+
+
+def _json_default(value: Any) -> str:
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot serialize {type(value).__name__} to JSON")
+
+
 api = NinjaAPI(
+    renderer=FastJSONRenderer(),
     title="Brickbook API",
     version="1.0.0",
     description=(
