@@ -34,7 +34,7 @@ def token_create(request: HttpRequest, payload: TokenIn) -> TokenOut:
 
 
 @router.post("/token/revoke", response={204: None, 401: ErrorOut})
-def token_revoke(request: HttpRequest) -> Status:
+def token_revoke(request: HttpRequest) -> Status[None]:
     """Revoke the token this request was made with (log out)."""
     header = request.headers.get("Authorization", "")
     api_token_revoke(clear_token=header.partition(" ")[2].strip())
