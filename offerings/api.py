@@ -4,13 +4,20 @@ No `from __future__ import annotations` here: ninja reads the parameter annotati
 time, and `@paginate` re-wraps the view, so string annotations could not be resolved.
 """
 
+import functools
+import hashlib
+import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from ninja import File, Form, Query, Router, Status, UploadedFile
 from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.responses import NinjaJSONEncoder
 
 from common.auth import OptionalBearerAuth
 from common.errors import NotAuthenticated
@@ -36,6 +43,7 @@ from offerings.schemas import (
     OfferingFilters,
     OfferingListOut,
     OfferingOut,
+    OfferingPageOut,
     OfferingUpdateIn,
     OptionalReasonIn,
     PropertyIn,
@@ -54,6 +62,8 @@ issuers_router = Router(tags=["issuers"])
 properties_router = Router(tags=["properties"])
 
 PAGE_SIZE_MAX = 100
+# The rendered public (anonymous) list page is cached this long at most; 0 turns it off.
+PUBLIC_PAGE_CACHE_SECONDS = 2
 
 
 def actor_of(request: HttpRequest) -> User:
@@ -66,13 +76,57 @@ def actor_of(request: HttpRequest) -> User:
 # --- offerings ---------------------------------------------------------------------------------
 
 
+def public_page_cache_seconds() -> int:
+    return int(getattr(settings, "OFFERINGS_PUBLIC_LIST_CACHE_SECONDS", PUBLIC_PAGE_CACHE_SECONDS))
+
+
+def _cached_for_anonymous(
+    view: Callable[..., dict[str, Any]],
+) -> Callable[..., HttpResponse | dict[str, Any]]:
+    """Serve anonymous callers the rendered public page from the cache.
+
+    Every anonymous caller sees the same page for the same filters, so it is rendered once
+    and kept, keyed by `offerings_catalog_version()` (it changes with any create, edit or
+    status change, so those show at once) and for at most `public_page_cache_seconds()`
+    (what changes without `updated_at`, like reserved units, shows within that). Signed-in
+    callers see per-user pages and are never cached.
+    """
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, **kwargs: Any) -> HttpResponse | dict[str, Any]:
+        seconds = public_page_cache_seconds()
+        if seconds <= 0 or request.user.is_authenticated:
+            return view(request, **kwargs)
+        filters, pagination = kwargs["filters"], kwargs.get("ninja_pagination")
+        identity = (
+            selectors.offerings_catalog_version(),
+            filters.status,
+            filters.property_type,
+            (filters.city or "").strip().lower(),
+            getattr(pagination, "limit", None),
+            getattr(pagination, "offset", None),
+        )
+        key = "offerings:public-page:" + hashlib.sha256(repr(identity).encode()).hexdigest()
+        body = cache.get(key)
+        if body is None:
+            page = OfferingPageOut.model_validate(view(request, **kwargs))
+            body = json.dumps(page.model_dump(), cls=NinjaJSONEncoder)
+            cache.set(key, body, seconds)
+        return HttpResponse(body, content_type="application/json; charset=utf-8")
+
+    return wrapper
+
+
 @router.get(
     "",
     auth=OptionalBearerAuth(),
     response={200: list[OfferingListOut], 401: ErrorOut, 422: READ_ERRORS[422]},
 )
+@_cached_for_anonymous
 @paginate(LimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
-def offering_list(request: HttpRequest, filters: Query[OfferingFilters]) -> QuerySet[Offering]:
+def offering_list(
+    request: HttpRequest, filters: Query[OfferingFilters]
+) -> QuerySet[Offering, dict[str, Any]]:
     """Live offerings for everyone; sponsors also see their own, staff see all."""
     return selectors.offering_list(
         user=request.user,

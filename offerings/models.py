@@ -298,6 +298,7 @@ class Offering(models.Model):
             models.Index(fields=["status", "-opens_at", "-id"], name="offering_status_opens_at"),
             models.Index(fields=["sponsor", "status"], name="offering_sponsor_status"),
             models.Index(fields=["issuer", "exemption", "opens_at"], name="offering_issuer_cap"),
+            models.Index(fields=["updated_at"], name="offering_updated_at"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from ninja import Schema
-from pydantic import Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
+from common.money import format_minor_units
 from common.schemas import ErrorOut, MoneyIn, MoneyOut, StrictSchema, ValidationErrorOut
 from offerings.exemptions import Exemption
 from offerings.models import (
@@ -84,7 +85,9 @@ class SponsorOut(Schema):
     created_at: datetime
 
 
-class SponsorBriefOut(Schema):
+class SponsorBriefOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     name: str
 
@@ -119,7 +122,9 @@ class IssuerOut(Schema):
         return obj.sponsor_id
 
 
-class IssuerBriefOut(Schema):
+class IssuerBriefOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     legal_name: str
     jurisdiction_country: str
@@ -183,7 +188,9 @@ class PropertyOut(Schema):
         return _money(obj.purchase_price_minor, obj.purchase_price_currency)
 
 
-class PropertyBriefOut(Schema):
+class PropertyBriefOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     name: str
     city: str
@@ -265,9 +272,9 @@ def units_of(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
-class OfferingListOut(Schema):
-    """Lean on purpose: the list is the hot endpoint. Everything here is on the row or on the
-    `select_related` sponsor and property."""
+class OfferingListOut(BaseModel):
+    """Lean on purpose: the list is the hot endpoint. A plain pydantic model (no ORM getter)
+    built from the flat rows of `selectors.offering_list`, one SELECT for the whole page."""
 
     id: int
     slug: str
@@ -290,29 +297,65 @@ class OfferingListOut(Schema):
     sponsor: SponsorBriefOut
     property: PropertyBriefOut
 
-    @staticmethod
-    def resolve_price_per_unit(obj: Offering) -> MoneyOut:
-        return _money(obj.price_per_unit_minor, obj.currency)
+    @model_validator(mode="before")
+    @classmethod
+    def _from_row(cls, row: Any) -> Any:
+        if not isinstance(row, dict) or "sponsor__name" not in row:
+            return row
+        currency = row["currency"]
+        quanta_per_unit = row["quanta_per_unit"]
+        price = row["price_per_unit_minor"]
+        available = (
+            row["units_authorized_quanta"]
+            - row["units_reserved_quanta"]
+            - row["units_issued_quanta"]
+        )
+        minimum = row["min_investment_quanta"]
+        return {
+            "id": row["id"],
+            "slug": row["slug"],
+            "title": row["title"],
+            "status": row["status"],
+            "exemption": row["exemption"],
+            "security_type": row["security_type"],
+            "funding_model": row["funding_model"],
+            "price_per_unit": _money_dict(price, currency),
+            "quanta_per_unit": quanta_per_unit,
+            "units_available_quanta": available,
+            "units_available": format_units(available, quanta_per_unit),
+            "min_investment_units": format_units(minimum, quanta_per_unit),
+            "min_investment": _money_dict(
+                cost_of_quanta_minor(
+                    minimum, price_per_unit_minor=price, quanta_per_unit=quanta_per_unit
+                ),
+                currency,
+            ),
+            "target_raise": _money_dict(row["target_raise_minor"], currency),
+            "max_raise": _money_dict(row["max_raise_minor"], currency),
+            "opens_at": row["opens_at"],
+            "closes_at": row["closes_at"],
+            "went_live_at": row["went_live_at"],
+            "sponsor": {"id": row["sponsor_id"], "name": row["sponsor__name"]},
+            "property": {
+                "id": row["property_id"],
+                "name": row["property__name"],
+                "city": row["property__city"],
+                "region": row["property__region"],
+                "country": row["property__country"],
+                "property_type": row["property__property_type"],
+            },
+        }
 
-    @staticmethod
-    def resolve_units_available(obj: Offering) -> str:
-        return format_units(obj.units_available_quanta, obj.quanta_per_unit)
 
-    @staticmethod
-    def resolve_min_investment_units(obj: Offering) -> str:
-        return format_units(obj.min_investment_quanta, obj.quanta_per_unit)
+class OfferingPageOut(BaseModel):
+    """A page of the list, as `@paginate` answers it (used to render the cached public page)."""
 
-    @staticmethod
-    def resolve_min_investment(obj: Offering) -> MoneyOut:
-        return _money(_cost(obj, obj.min_investment_quanta), obj.currency)
+    items: list[OfferingListOut]
+    count: int
 
-    @staticmethod
-    def resolve_target_raise(obj: Offering) -> MoneyOut:
-        return _money(obj.target_raise_minor, obj.currency)
 
-    @staticmethod
-    def resolve_max_raise(obj: Offering) -> MoneyOut:
-        return _money(obj.max_raise_minor, obj.currency)
+def _money_dict(amount_minor: int, currency: str) -> dict[str, str]:
+    return {"amount": format_minor_units(amount_minor, currency), "currency": currency}
 
 
 def _cost(offering: Offering, quanta: int) -> int:
@@ -323,23 +366,57 @@ def _cost(offering: Offering, quanta: int) -> int:
     )
 
 
-class OfferingOut(OfferingListOut):
+class OfferingOut(Schema):
+    """The full offering (detail, and the answer to every write)."""
+
+    id: int
+    slug: str
+    title: str
     summary: str
-    time_zone: str
+    status: OfferingStatus
+    exemption: Exemption
+    security_type: SecurityType
+    funding_model: FundingModel
+    currency: str
+    price_per_unit: MoneyOut
+    quanta_per_unit: int
     units_authorized_quanta: int
     units_authorized: str
     units_reserved_quanta: int
     units_reserved: str
     units_issued_quanta: int
     units_issued: str
+    units_available_quanta: int
+    units_available: str
     min_investment_quanta: int
+    min_investment_units: str
+    min_investment: MoneyOut
     max_investment_quanta: int
     max_investment_units: str
     max_investment: MoneyOut
+    target_raise: MoneyOut
+    max_raise: MoneyOut
+    time_zone: str
+    opens_at: datetime
+    closes_at: datetime
+    went_live_at: datetime | None
+    sponsor: SponsorBriefOut
     issuer: IssuerBriefOut
-    property: PropertyOut  # type: ignore[assignment]
+    property: PropertyOut
     created_at: datetime
     updated_at: datetime
+
+    @staticmethod
+    def resolve_price_per_unit(obj: Offering) -> MoneyOut:
+        return _money(obj.price_per_unit_minor, obj.currency)
+
+    @staticmethod
+    def resolve_target_raise(obj: Offering) -> MoneyOut:
+        return _money(obj.target_raise_minor, obj.currency)
+
+    @staticmethod
+    def resolve_max_raise(obj: Offering) -> MoneyOut:
+        return _money(obj.max_raise_minor, obj.currency)
 
     @staticmethod
     def resolve_units_authorized(obj: Offering) -> str:
@@ -352,6 +429,18 @@ class OfferingOut(OfferingListOut):
     @staticmethod
     def resolve_units_issued(obj: Offering) -> str:
         return format_units(obj.units_issued_quanta, obj.quanta_per_unit)
+
+    @staticmethod
+    def resolve_units_available(obj: Offering) -> str:
+        return format_units(obj.units_available_quanta, obj.quanta_per_unit)
+
+    @staticmethod
+    def resolve_min_investment_units(obj: Offering) -> str:
+        return format_units(obj.min_investment_quanta, obj.quanta_per_unit)
+
+    @staticmethod
+    def resolve_min_investment(obj: Offering) -> MoneyOut:
+        return _money(_cost(obj, obj.min_investment_quanta), obj.currency)
 
     @staticmethod
     def resolve_max_investment_units(obj: Offering) -> str:

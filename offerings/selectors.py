@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q, QuerySet
 
 from common.errors import NotFound
@@ -28,8 +29,9 @@ from offerings.models import (
 # such an offering, i.e. whose account is at least this many days older than its launch.
 REG_D_506B_RELATIONSHIP_DAYS = 30
 
-# What the list shows; everything else is deferred (a lean row for a hot endpoint).
-_LIST_FIELDS = (
+# The columns the list shows, fetched as plain rows (no model instances: the list is the
+# hot endpoint, and `OfferingListOut` shapes these rows directly).
+OFFERING_LIST_COLUMNS = (
     "id",
     "slug",
     "title",
@@ -49,9 +51,9 @@ _LIST_FIELDS = (
     "opens_at",
     "closes_at",
     "went_live_at",
-    "sponsor__id",
+    "sponsor_id",
     "sponsor__name",
-    "property__id",
+    "property_id",
     "property__name",
     "property__city",
     "property__region",
@@ -115,7 +117,9 @@ def offering_list(
     status: str | None = None,
     property_type: str | None = None,
     city: str | None = None,
-) -> QuerySet[Offering]:
+) -> QuerySet[Offering, dict[str, Any]]:
+    """The offerings `user` may see, newest opening first, as rows of OFFERING_LIST_COLUMNS
+    (one SELECT with the sponsor and property joined in)."""
     offerings = offerings_visible_to(user)
     if status:
         offerings = offerings.filter(status=status)
@@ -123,11 +127,18 @@ def offering_list(
         offerings = offerings.filter(property__property_type=property_type)
     if city:
         offerings = offerings.filter(property__city__iexact=city.strip())
-    return (
-        offerings.select_related("sponsor", "property")
-        .only(*_LIST_FIELDS)
-        .order_by("-opens_at", "-id")
-    )
+    return offerings.order_by("-opens_at", "-id").values(*OFFERING_LIST_COLUMNS)
+
+
+def offerings_catalog_version() -> tuple[object, ...]:
+    """Changes whenever an offering is created, edited or changes status (those writes set
+    `updated_at`; rows are never deleted): two index-only lookups, used to key the cached
+    public list page. Counter updates that do not set `updated_at` show after the cache TTL."""
+    table = Offering._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT MAX(updated_at), MAX(id) FROM {table}")  # noqa: S608
+        row = cursor.fetchone()
+    return tuple(row) if row else ()
 
 
 def offering_get(*, user: Any, offering_id: int) -> Offering:

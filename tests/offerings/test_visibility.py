@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from common.models import User
+from offerings import services
 from offerings.exemptions import Exemption
 from offerings.models import Offering
 from tests.conftest import bearer, new_user
@@ -154,7 +155,8 @@ def make_live_offerings(count: int) -> None:
 
 
 @pytest.mark.parametrize("signed_in", [False, True])
-def test_list_query_count_does_not_grow_with_rows(api_client, signed_in):
+def test_list_query_count_does_not_grow_with_rows(api_client, signed_in, settings):
+    settings.OFFERINGS_PUBLIC_LIST_CACHE_SECONDS = 0  # measure the uncached path
     headers = bearer(user_joined(days_ago=40)) if signed_in else {}
 
     def queries_for_page() -> tuple[int, int]:
@@ -174,7 +176,8 @@ def test_list_query_count_does_not_grow_with_rows(api_client, signed_in):
     assert many == (3 if signed_in else 2)
 
 
-def test_list_row_shape(api_client, django_assert_num_queries):
+def test_list_row_shape(api_client, django_assert_num_queries, settings):
+    settings.OFFERINGS_PUBLIC_LIST_CACHE_SECONDS = 0
     offering = live_offering(quanta_per_unit=100, min_investment_units=Decimal(2))
     with django_assert_num_queries(2):
         item = api_client.get(LIST).json()["items"][0]
@@ -184,3 +187,30 @@ def test_list_row_shape(api_client, django_assert_num_queries):
     assert item["min_investment"] == {"amount": "200.00", "currency": "USD"}
     assert item["property"]["property_type"] == "multifamily"
     assert "summary" not in item  # detail only
+
+
+def test_public_page_is_cached_until_the_catalog_changes(api_client, django_assert_num_queries):
+    first = live_offering()
+    with django_assert_num_queries(3):  # catalog version, count, page
+        assert listed_ids(api_client) == {first.pk}
+    with django_assert_num_queries(1):  # catalog version only
+        cached = api_client.get(LIST)
+    assert cached.json()["items"][0]["id"] == first.pk
+    assert cached["Content-Type"].startswith("application/json")
+
+    # a status change shows at once
+    second = live_offering(exemption=Exemption.REG_D_506C)
+    assert listed_ids(api_client) == {first.pk, second.pk}
+    services.offering_cancel(actor=staff(), offering_id=first.pk, reason="withdrawn")
+    assert listed_ids(api_client) == {second.pk}
+    # filters are part of the key
+    assert listed_ids(api_client, query="?city=Nowhere") == set()
+
+
+def test_signed_in_pages_are_never_cached(api_client, django_assert_num_queries):
+    live_offering()
+    user = user_joined(days_ago=1)
+    headers = bearer(user)
+    for _ in range(2):
+        with django_assert_num_queries(3):  # token, count, page
+            api_client.get(LIST, **headers)
