@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from common.auth import api_token_issue
 from common.models import User
 from offerings.services import (
     OfferingDraft,
@@ -81,3 +82,11 @@ def seed_live_offerings(*, count: int) -> None:
         offering_submit(actor=owner, offering_id=offering.pk)
         offering_approve(actor=staff, offering_id=offering.pk)
         offering_go_live(actor=staff, offering_id=offering.pk)
+
+
+def investor_token() -> str:
+    """A bearer token for a signed-in investor-like account (an ordinary user)."""
+    user = User.objects.create_user(
+        username="bench-investor@example.com", email="bench-investor@example.com"
+    )
+    return api_token_issue(user=user, ttl=timedelta(hours=1)).token

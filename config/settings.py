@@ -183,6 +183,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 # --- API ------------------------------------------------------------------------------------
 NINJA_PAGINATION_PER_PAGE = 50
 NINJA_PAGINATION_MAX_LIMIT = 100
+# The anonymous offerings page is identical for everyone: cache it briefly (0 turns it off).
+OFFERINGS_PUBLIC_LIST_CACHE_SECONDS = env_int("OFFERINGS_PUBLIC_LIST_CACHE_SECONDS", 2)
 
 # --- money ----------------------------------------------------------------------------------
 CURRENCIES = ("USD", "EUR")

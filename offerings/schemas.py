@@ -266,6 +266,8 @@ class OfferingFilters(Schema):
     status: OfferingStatus | None = None
     property_type: PropertyType | None = None
     city: str | None = Field(None, max_length=100, description="Case-insensitive exact match.")
+    limit: int = Field(50, ge=1, le=100, description="Page size (at most 100).")
+    offset: int = Field(0, ge=0, le=1_000_000)
 
 
 def units_of(value: str | None) -> Decimal | None:
@@ -274,7 +276,7 @@ def units_of(value: str | None) -> Decimal | None:
 
 class OfferingListOut(BaseModel):
     """Lean on purpose: the list is the hot endpoint. A plain pydantic model (no ORM getter)
-    built from the flat rows of `selectors.offering_list`, one SELECT for the whole page."""
+    built from the flat rows of `selectors.offering_list_page`, one SELECT for the whole page."""
 
     id: int
     slug: str
@@ -302,53 +304,58 @@ class OfferingListOut(BaseModel):
     def _from_row(cls, row: Any) -> Any:
         if not isinstance(row, dict) or "sponsor__name" not in row:
             return row
-        currency = row["currency"]
-        quanta_per_unit = row["quanta_per_unit"]
-        price = row["price_per_unit_minor"]
-        available = (
-            row["units_authorized_quanta"]
-            - row["units_reserved_quanta"]
-            - row["units_issued_quanta"]
-        )
-        minimum = row["min_investment_quanta"]
-        return {
-            "id": row["id"],
-            "slug": row["slug"],
-            "title": row["title"],
-            "status": row["status"],
-            "exemption": row["exemption"],
-            "security_type": row["security_type"],
-            "funding_model": row["funding_model"],
-            "price_per_unit": _money_dict(price, currency),
-            "quanta_per_unit": quanta_per_unit,
-            "units_available_quanta": available,
-            "units_available": format_units(available, quanta_per_unit),
-            "min_investment_units": format_units(minimum, quanta_per_unit),
-            "min_investment": _money_dict(
-                cost_of_quanta_minor(
-                    minimum, price_per_unit_minor=price, quanta_per_unit=quanta_per_unit
-                ),
-                currency,
+        return offering_list_item(row)
+
+
+def offering_list_item(row: dict[str, Any]) -> dict[str, Any]:
+    """One row of `selectors.offering_list_page` as the JSON object `OfferingListOut`
+    describes. The list endpoint renders these directly (the hot path); a test validates
+    them against `OfferingListOut` so the documented schema stays the truth."""
+    currency = row["currency"]
+    quanta_per_unit = row["quanta_per_unit"]
+    price = row["price_per_unit_minor"]
+    available = (
+        row["units_authorized_quanta"] - row["units_reserved_quanta"] - row["units_issued_quanta"]
+    )
+    minimum = row["min_investment_quanta"]
+    return {
+        "id": row["id"],
+        "slug": row["slug"],
+        "title": row["title"],
+        "status": row["status"],
+        "exemption": row["exemption"],
+        "security_type": row["security_type"],
+        "funding_model": row["funding_model"],
+        "price_per_unit": _money_dict(price, currency),
+        "quanta_per_unit": quanta_per_unit,
+        "units_available_quanta": available,
+        "units_available": format_units(available, quanta_per_unit),
+        "min_investment_units": format_units(minimum, quanta_per_unit),
+        "min_investment": _money_dict(
+            cost_of_quanta_minor(
+                minimum, price_per_unit_minor=price, quanta_per_unit=quanta_per_unit
             ),
-            "target_raise": _money_dict(row["target_raise_minor"], currency),
-            "max_raise": _money_dict(row["max_raise_minor"], currency),
-            "opens_at": row["opens_at"],
-            "closes_at": row["closes_at"],
-            "went_live_at": row["went_live_at"],
-            "sponsor": {"id": row["sponsor_id"], "name": row["sponsor__name"]},
-            "property": {
-                "id": row["property_id"],
-                "name": row["property__name"],
-                "city": row["property__city"],
-                "region": row["property__region"],
-                "country": row["property__country"],
-                "property_type": row["property__property_type"],
-            },
-        }
+            currency,
+        ),
+        "target_raise": _money_dict(row["target_raise_minor"], currency),
+        "max_raise": _money_dict(row["max_raise_minor"], currency),
+        "opens_at": row["opens_at"],
+        "closes_at": row["closes_at"],
+        "went_live_at": row["went_live_at"],
+        "sponsor": {"id": row["sponsor_id"], "name": row["sponsor__name"]},
+        "property": {
+            "id": row["property_id"],
+            "name": row["property__name"],
+            "city": row["property__city"],
+            "region": row["property__region"],
+            "country": row["property__country"],
+            "property_type": row["property__property_type"],
+        },
+    }
 
 
 class OfferingPageOut(BaseModel):
-    """A page of the list, as `@paginate` answers it (used to render the cached public page)."""
+    """A page of the list: the items and the total number of matching offerings."""
 
     items: list[OfferingListOut]
     count: int

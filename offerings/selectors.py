@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Window
 
 from common.errors import NotFound
 from common.models import User
@@ -111,15 +111,18 @@ def offerings_visible_to(user: Any) -> QuerySet[Offering]:
     return offerings.filter(public | private_placement | own)
 
 
-def offering_list(
+def offering_list_page(
     *,
     user: Any,
     status: str | None = None,
     property_type: str | None = None,
     city: str | None = None,
-) -> QuerySet[Offering, dict[str, Any]]:
-    """The offerings `user` may see, newest opening first, as rows of OFFERING_LIST_COLUMNS
-    (one SELECT with the sponsor and property joined in)."""
+    limit: int,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of the offerings `user` may see, newest opening first, as flat rows of
+    OFFERING_LIST_COLUMNS, and the total count: ONE query (sponsor and property joined in,
+    the total from a window function rather than a second COUNT)."""
     offerings = offerings_visible_to(user)
     if status:
         offerings = offerings.filter(status=status)
@@ -127,7 +130,15 @@ def offering_list(
         offerings = offerings.filter(property__property_type=property_type)
     if city:
         offerings = offerings.filter(property__city__iexact=city.strip())
-    return offerings.order_by("-opens_at", "-id").values(*OFFERING_LIST_COLUMNS)
+    page = list(
+        offerings.order_by("-opens_at", "-id")
+        .values(*OFFERING_LIST_COLUMNS)
+        .annotate(total_count=Window(Count("pk")))[offset : offset + limit]
+    )
+    if page:
+        return page, int(page[0]["total_count"])
+    # An empty page (past the end, or nothing matches) carries no window total.
+    return page, offerings.count() if offset else 0
 
 
 def offerings_catalog_version() -> tuple[object, ...]:
