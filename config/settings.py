@@ -203,6 +203,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "common.outbox_relay", "schedule": 5.0},
+    "open-due-offerings": {"task": "offerings.open_due", "schedule": 60.0},
 }
 OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 500)
 

@@ -161,3 +161,10 @@ class AccreditationEvidenceAdmin(ReadOnlyAdmin):
     list_display = ("investor", "method", "verifier", "verified_at", "expires_at", "approved_by")
     list_filter = ("method",)
     search_fields = ("investor__legal_name", "document_reference", "verifier")
+
+
+@admin.register(KnowledgeTestAttempt)
+class KnowledgeTestAttemptAdmin(ReadOnlyAdmin):
+    list_display = ("investor", "test_version", "score", "max_score", "passed", "taken_at")
+    list_filter = ("passed", "test_version")
+    search_fields = ("investor__legal_name", "investor__user__email")
