@@ -12,6 +12,7 @@ from django.db import connection, transaction
 
 from common.models import OutboxMessage, RateCounter
 from common.outbox import outbox_enqueue, outbox_relay
+from tests.conftest import database_url_of_test_db
 
 EFFECT_SCOPE = "test-outbox-effect"
 
@@ -90,8 +91,7 @@ CRASHING_SERVICE = textwrap.dedent(
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_crash_between_commit_and_relay_loses_nothing():
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    url = database_url_of_test_db()
     # given a service process that dies right after its commit
     result = subprocess.run(
         [sys.executable, "-c", CRASHING_SERVICE],

@@ -8,10 +8,9 @@ import sys
 import textwrap
 
 import pytest
-from django.db import connection
 from django.test import Client
 
-from tests.conftest import new_user
+from tests.conftest import database_url_of_test_db, new_user
 
 FAIL_LOGINS_ELSEWHERE = textwrap.dedent(
     """
@@ -36,8 +35,7 @@ FAIL_LOGINS_ELSEWHERE = textwrap.dedent(
 @pytest.mark.django_db(transaction=True)
 def test_failures_in_another_process_throttle_this_one(settings):
     new_user(email="dana@example.com", password="the-right-password-1")
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    url = database_url_of_test_db()
     # given three failed logins made by a different OS process
     result = subprocess.run(
         [sys.executable, "-c", FAIL_LOGINS_ELSEWHERE],
