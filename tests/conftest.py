@@ -33,6 +33,14 @@ def _expected_database(django_db_setup: Any, django_db_blocker: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _postgres_only_needs_postgres(request: pytest.FixtureRequest) -> None:
+    """A `postgres_only` test run on another database fails loudly; it never skips.
+    (`make test` selects only `embedded` tests for its SQLite run.)"""
+    if request.node.get_closest_marker("postgres_only") and connection.vendor != "postgresql":
+        pytest.fail("this test needs PostgreSQL: run it through `make test`")
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings: Any) -> None:
     # Argon2 is slow on purpose; tests create many users. Hashing is not under test here.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

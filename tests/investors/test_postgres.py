@@ -14,12 +14,6 @@ from tests.investors.factories import make_investor
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres_only]
 
 
-@pytest.fixture(autouse=True)
-def _postgres(django_db_blocker):
-    if connection.vendor != "postgresql":
-        pytest.skip("PostgreSQL only")
-
-
 def test_history_rows_cannot_be_deleted_on_postgres():
     investor = make_investor()
     InvestorDecision.objects.create(
