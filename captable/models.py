@@ -1,1 +1,241 @@
-"""captable models."""
+"""The cap-table ledger: who owns how many units of which offering, and where every cent sits.
+
+Invariants (enforced by the database where it can, and checked by `captable/ledger.py`, the
+only writer, before it inserts):
+
+1. Double entry: the postings of an entry sum to zero per asset. PostgreSQL checks it with a
+   deferred constraint trigger at commit, so even a raw INSERT cannot commit an unbalanced
+   entry.
+2. Append-only: entries, postings, lots and seals are never updated or deleted (triggers);
+   a mistake is corrected by a reversing entry. An account row changes only its `balance`,
+   and only from the posting trigger.
+3. Balances: `Account.balance` is maintained by a trigger on posting insert; a CHECK refuses
+   a negative balance on any account that is not allowed to go negative (only external
+   settlement accounts and an offering's authorized-units counter are). This is what makes
+   overselling and negative holdings impossible even under concurrent writers.
+4. Quantities are integers: money in minor units of its currency, units in quanta of the
+   offering. No posting has a zero amount.
+5. Lots: every unit posting on a holding account names a lot; a lot's quanta are the sum of
+   its postings and never go below zero; holdings = sum of their lots.
+6. Tamper evidence: committed entries are sealed in batches into per-offering and
+   per-currency hash chains (`ChainSeal`), each seal an HMAC over ids and amounts only.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from investors.models import Investor
+from offerings.models import Issuer, Offering
+
+UNITS_ASSET_PREFIX = "units:"
+
+
+def units_asset(offering_id: int) -> str:
+    return f"{UNITS_ASSET_PREFIX}{offering_id}"
+
+
+class AccountKind(models.TextChoices):
+    # units
+    TREASURY = "treasury", "Authorized, unissued units (offering)"
+    AUTHORIZED = "authorized", "Units authorized by the issuer (offering, counter)"
+    HOLDING = "holding", "Units held (investor, offering)"
+    # cash
+    ESCROW = "escrow", "Escrow (investor, offering)"
+    CASH = "cash", "Available cash (investor)"
+    PROCEEDS = "proceeds", "Issuer proceeds"
+    OPERATING = "operating", "Issuer operating"
+    PROMOTE = "promote", "Issuer promote (sponsor's waterfall share)"
+    DISTRIBUTION_PAYABLE = "distribution_payable", "Distribution payable"
+    WITHHOLDING_PAYABLE = "withholding_payable", "Withholding payable (issuer)"
+    PLATFORM_FEES = "platform_fees", "Platform fees"
+    EXTERNAL = "external", "External settlement (outside world)"
+
+
+UNIT_ACCOUNT_KINDS = (AccountKind.TREASURY, AccountKind.AUTHORIZED, AccountKind.HOLDING)
+NEGATIVE_ALLOWED_KINDS = (AccountKind.EXTERNAL, AccountKind.AUTHORIZED)
+
+
+class Account(models.Model):
+    key = models.CharField(max_length=120, unique=True)
+    kind = models.CharField(max_length=24, choices=AccountKind.choices)
+    # A currency code ("USD") or an offering's units ("units:42").
+    asset = models.CharField(max_length=32)
+    offering = models.ForeignKey(
+        Offering, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    investor = models.ForeignKey(
+        Investor, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    issuer = models.ForeignKey(
+        Issuer, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # Other owners that have no model yet (a distribution's id for its payable account).
+    reference = models.BigIntegerField(null=True, blank=True)
+    allows_negative = models.BooleanField(default=False)
+    balance = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["offering", "kind"]), models.Index(fields=["investor"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(allows_negative=True) | Q(balance__gte=0),
+                name="account_no_negative_balance",
+            ),
+            models.CheckConstraint(
+                condition=Q(allows_negative=True, kind__in=NEGATIVE_ALLOWED_KINDS)
+                | (Q(allows_negative=False) & ~Q(kind__in=NEGATIVE_ALLOWED_KINDS)),
+                name="account_negative_only_external_or_authorized",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=AccountKind.values), name="account_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=AccountKind.HOLDING)
+                | Q(offering__isnull=False, investor__isnull=False),
+                name="account_holding_has_owner",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def is_units(self) -> bool:
+        return self.asset.startswith(UNITS_ASSET_PREFIX)
+
+
+class EntryKind(models.TextChoices):
+    AUTHORIZE = "authorize"
+    ISSUE = "issue"
+    TRANSFER = "transfer"
+    REDEEM = "redeem"
+    CASH_IN = "cash_in", "Cash received from outside"
+    CASH_MOVE = "cash_move", "Cash moved between platform accounts"
+    CASH_OUT = "cash_out", "Cash paid out"
+    REVERSAL = "reversal"
+
+
+class Entry(models.Model):
+    kind = models.CharField(max_length=16, choices=EntryKind.choices)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    # SHA-256 of the request that produced the entry: same key + same request = same entry.
+    request_digest = models.CharField(max_length=64)
+    effective_at = models.DateTimeField(db_index=True)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    memo = models.TextField(blank=True)
+    reverses = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by"
+    )
+    # The hash chain this entry is sealed into: "offering:<id>" or "cash:<currency>".
+    chain = models.CharField(max_length=40)
+    # Evidence and approvals recorded with the entry (e.g. a resale-lock exception).
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name_plural = "entries"
+        indexes = [models.Index(fields=["chain", "id"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=EntryKind.values), name="entry_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(reverses__isnull=True) | Q(kind=EntryKind.REVERSAL),
+                name="entry_only_reversals_reverse",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.kind} {self.effective_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Lot(models.Model):
+    """Units acquired together: the issue date (kept through transfers, for the resale lock)
+    and the cost. Remaining quanta and cost are the sums of the lot's postings."""
+
+    holding = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="lots")
+    acquired_by = models.ForeignKey(Entry, on_delete=models.PROTECT, related_name="lots_opened")
+    issued_at = models.DateTimeField()
+    origin_lot = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    quanta_acquired = models.BigIntegerField()
+    cost_minor_acquired = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["holding", "issued_at", "id"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quanta_acquired__gt=0) & Q(cost_minor_acquired__gte=0),
+                name="lot_positive",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"lot #{self.pk} of {self.holding_id} issued {self.issued_at:%Y-%m-%d}"
+
+
+class Posting(models.Model):
+    entry = models.ForeignKey(Entry, on_delete=models.PROTECT, related_name="postings")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="postings")
+    asset = models.CharField(max_length=32)
+    amount = models.BigIntegerField()
+    # Cost basis moving with units on holding accounts (same sign as `amount`), else 0.
+    cost_minor = models.BigIntegerField(default=0)
+    lot = models.ForeignKey(
+        Lot, on_delete=models.PROTECT, null=True, blank=True, related_name="postings"
+    )
+    # Copied from the entry so as-of queries read one table.
+    effective_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "effective_at"]),
+            models.Index(fields=["asset", "effective_at"]),
+            models.Index(fields=["lot"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="posting_amount_not_zero"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.amount:+d} {self.asset}"
+
+
+class ChainSeal(models.Model):
+    """One link of a hash chain: an HMAC over the previous link and a batch of entries."""
+
+    chain = models.CharField(max_length=40)
+    sequence = models.PositiveIntegerField()
+    previous_digest = models.CharField(max_length=64)
+    digest = models.CharField(max_length=64)
+    entry_count = models.PositiveIntegerField()
+    sealed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "sequence"], name="seal_chain_sequence")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chain} #{self.sequence}"
+
+
+class SealedEntry(models.Model):
+    """An entry's place in a seal, with the SHA-256 of its canonical content: verification
+    names the exact entry that changed; the seal's HMAC protects these digests."""
+
+    entry = models.OneToOneField(Entry, on_delete=models.PROTECT, primary_key=True)
+    seal = models.ForeignKey(ChainSeal, on_delete=models.PROTECT, related_name="entries")
+    entry_digest = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return f"entry {self.entry_id} in {self.seal_id}"

@@ -204,6 +204,7 @@ CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "common.outbox_relay", "schedule": 5.0},
     "open-due-offerings": {"task": "offerings.open_due", "schedule": 60.0},
+    "seal-ledger": {"task": "captable.seal_ledger", "schedule": 10.0},
 }
 OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 500)
 
