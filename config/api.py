@@ -129,6 +129,7 @@ def health(request: HttpRequest) -> HealthOut:
 
 
 def _mount_routers() -> None:
+    from captable.captable_api import captable_router
     from common.api import router as auth_router
     from investors.api import registration_router
     from investors.api import router as investors_router
@@ -139,6 +140,7 @@ def _mount_routers() -> None:
     api.add_router("/auth", registration_router)
     api.add_router("/sponsors", sponsors_router)
     api.add_router("/offerings", offerings_router)
+    api.add_router("/offerings", captable_router)
     api.add_router("/issuers", issuers_router)
     api.add_router("/properties", properties_router)
     api.add_router("/investors", investors_router)

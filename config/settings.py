@@ -190,6 +190,10 @@ OFFERINGS_PUBLIC_LIST_CACHE_SECONDS = env_int("OFFERINGS_PUBLIC_LIST_CACHE_SECON
 CURRENCIES = ("USD", "EUR")
 DEFAULT_CURRENCY = "USD"
 
+# --- cap-table interchange ------------------------------------------------------------------
+# The official Open Cap Format JSON schemas that `manage.py export_ocf` validates against.
+OCF_SCHEMA_DIR = Path(env_str("OCF_SCHEMA_DIR") or BASE_DIR.parent / "shared" / "ocf" / "schema")
+
 # --- background work ------------------------------------------------------------------------
 # No broker: Celery executes tasks in-process (eager), which is the embedded default.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
