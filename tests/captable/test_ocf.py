@@ -2,6 +2,7 @@
 numbers equal the as-of cap table, and the validator does reject broken files."""
 
 import copy
+import io
 import json
 from collections import defaultdict
 from decimal import Decimal
@@ -15,6 +16,8 @@ from django.core.management.base import CommandError
 
 from captable import ledger, ocf
 from captable.selectors import captable_as_of
+from investors.models import Investor
+from offerings.models import Offering
 from tests.captable.factories import investors, issue, key, offering_with_units, transfer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
@@ -312,3 +315,41 @@ def test_fractional_units_inexact_prices_and_a_reversed_issue(tmp_path):
     assert wrong_lots
     assert not wrong_lots & issued_ids
     assert len(items(files, ocf.TRANSACTIONS_FILE)) == 4  # issue, transfer, 2 issuances
+
+
+def test_the_manage_py_demo_offering_exports_valid_ocf_before_and_after_trading(tmp_path):
+    call_command("demo", stdout=io.StringIO())
+    offering = Offering.objects.get()
+    first, second, third = Investor.objects.order_by("pk")[:3]
+
+    # live, nothing on the ledger yet: an empty but valid package
+    files = export(offering, tmp_path / "before")
+    assert ocf.ocf_directory_errors(tmp_path / "before") == {}
+    assert items(files, ocf.TRANSACTIONS_FILE) == []
+
+    # then authorized, sold, traded and partly redeemed (thousandths of a unit)
+    ledger.units_authorize(
+        offering=offering, quanta=offering.units_authorized_quanta, idempotency_key=key()
+    )
+    issue(offering, first, 10_500, cost_minor=1_050_00)
+    issue(offering, second, 2_000, cost_minor=200_00)
+    transfer(offering, first, third, 2_250)
+    ledger.cash_move(
+        source=ledger.external_account(offering.currency),
+        destination=ledger.issuer_account(offering.issuer, "operating", offering.currency),
+        amount_minor=1_000_00,
+        idempotency_key=key(),
+    )
+    ledger.units_redeem(
+        offering=offering, investor=second, quanta=500, price_minor=55_00, idempotency_key=key()
+    )
+    files = export(offering, tmp_path / "after")
+
+    assert ocf.ocf_directory_errors(tmp_path / "after") == {}
+    table = captable_as_of(offering=offering)
+    held = outstanding_by_stakeholder(files)
+    assert {k: v * offering.quanta_per_unit for k, v in held.items()} == {
+        f"investor-{row.investor_id}": row.quanta for row in table.rows
+    }
+    (stock_class,) = items(files, ocf.STOCK_CLASSES_FILE)
+    assert stock_class["initial_shares_authorized"] == "40000.000"
