@@ -175,7 +175,12 @@ def captable_report(*, offering: Offering, as_of: datetime) -> CapTableOut:
 def offering_captable(
     request: HttpRequest, offering_id: int, as_of: str | None = None
 ) -> CapTableOut:
-    """Holders of the offering as of an instant: units, percentage of issued, cost basis."""
+    """Holders of the offering as of an instant: units, percentage of issued, cost basis.
+
+    `as_of` (ISO-8601, optional): an instant with an offset; a naive date-time is wall-clock
+    time in the offering's time zone; a bare date is the end of that day there. Omitted or in
+    the future: now (the response's `as_of` is the instant used). Sponsor members and staff
+    only; anyone else gets 404."""
     offering = offering_for_captable(user=request.user, offering_id=offering_id)
     moment = as_of_parse(as_of, time_zone=offering.time_zone)
     return captable_report(offering=offering, as_of=moment)
