@@ -66,7 +66,7 @@ bench: setup
 	bash scripts/with-postgres.sh bash benchmarks/run_all.sh
 
 stress: setup
-	bash scripts/with-postgres.sh $(PYTHON) -m pytest -q -m stress
+	HYPOTHESIS_PROFILE=stress bash scripts/with-postgres.sh $(PYTHON) -m pytest -q -m stress
 
 clean:
 	rm -rf var/ .venv/ .mypy_cache .ruff_cache

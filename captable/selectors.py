@@ -67,10 +67,13 @@ def captable_as_of(*, offering: Offering, as_of: datetime | None = None) -> CapT
     the units issued."""
     moment = as_of or timezone.now()
     asset = units_asset(offering.pk)
+    # Adapted as the ORM would: SQLite compares datetimes as UTC text, so an aware datetime
+    # in another offset must be converted first, or the comparison is wrong.
+    instant = connection.ops.adapt_datetimefield_value(moment)
     with connection.cursor() as cursor:
-        cursor.execute(_HOLDINGS_AS_OF_SQL, [asset, moment])
+        cursor.execute(_HOLDINGS_AS_OF_SQL, [asset, instant])
         holdings = cursor.fetchall()
-        cursor.execute(_SUPPLY_AS_OF_SQL, [asset, moment])
+        cursor.execute(_SUPPLY_AS_OF_SQL, [asset, instant])
         supply = dict(cursor.fetchall())
     issued = sum(int(quanta) for _, quanta, _ in holdings)
     rows = [

@@ -236,3 +236,16 @@ def test_sealed_ledger_verifies():
     report = ledger_verify()
     assert report.ok, report.summary()
     assert (report.chains, report.unsealed_entries) == (2, 0)
+
+
+def test_captable_as_of_accepts_any_utc_offset():
+    from datetime import timedelta, timezone
+
+    offering = offering_with_units(1_000)
+    alice, bob = investors(2)
+    first = issue(offering, alice, 10).effective_at
+    issue(offering, bob, 20)
+    # the same instant as the first issue, written in New York time (UTC-5)
+    new_york = first.astimezone(timezone(timedelta(hours=-5)))
+    table = captable_as_of(offering=offering, as_of=new_york)
+    assert [(row.investor_id, row.quanta) for row in table.rows] == [(alice.pk, 10)]
