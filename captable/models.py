@@ -239,3 +239,288 @@ class SealedEntry(models.Model):
 
     def __str__(self) -> str:
         return f"entry {self.entry_id} in {self.seal_id}"
+
+
+# --- requests that change the ledger: transfers and reversals --------------------------------
+#
+# Invariants (database constraints unless said otherwise):
+# - a transfer request moves a positive number of quanta between two different investors;
+# - a resale-lock exception always carries a document reference; a forced transfer always
+#   carries its legal basis, a reason and a document reference, and claims no exception;
+# - four eyes: whoever decides (approves or rejects) a request is never whoever requested it;
+#   an approved forced transfer, an approved exception and a completed reversal name their
+#   deciding staff member;
+# - a request is completed exactly when it points at the ledger entry that carried it out;
+# - one open reversal request per entry; an idempotency key is unique per requesting user;
+# - status changes are compare-and-swaps in `captable/transfers.py`, each with a history row;
+#   history rows are append-only (triggers in migration 0003).
+
+
+class TransferKind(models.TextChoices):
+    VOLUNTARY = "voluntary", "Requested by the holder"
+    FORCED = "forced", "Forced by staff (court order, death, …)"
+
+
+class TransferStatus(models.TextChoices):
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+# Requests whose units are spoken for until they complete, are rejected or cancelled.
+OPEN_TRANSFER_STATUSES = (TransferStatus.PENDING_APPROVAL, TransferStatus.APPROVED)
+APPROVED_TRANSFER_STATUSES = (TransferStatus.APPROVED, TransferStatus.COMPLETED)
+
+
+class ResaleException(models.TextChoices):
+    """Reg CF (17 CFR 227.501): who may receive units within a year of their issue."""
+
+    NONE = "none", "No exception"
+    ISSUER = "issuer", "To the issuer"
+    ACCREDITED_INVESTOR = "accredited_investor", "To an accredited investor"
+    FAMILY_MEMBER = "family_member", "To a family member"
+    TRUST = "trust", "To a trust controlled by or for the holder or family"
+    REGISTERED_OFFERING = "registered_offering", "In an SEC-registered offering"
+
+
+class LegalBasis(models.TextChoices):
+    NONE = "none", "None (voluntary transfer)"
+    COURT_ORDER = "court_order", "Court order"
+    DEATH = "death", "Death of the holder"
+    DIVORCE = "divorce", "Divorce settlement"
+    OTHER = "other", "Other (see reason)"
+
+
+class TransferRequest(models.Model):
+    kind = models.CharField(
+        max_length=12, choices=TransferKind.choices, default=TransferKind.VOLUNTARY
+    )
+    offering = models.ForeignKey(
+        Offering, on_delete=models.PROTECT, related_name="transfer_requests"
+    )
+    seller = models.ForeignKey(Investor, on_delete=models.PROTECT, related_name="transfers_out")
+    buyer = models.ForeignKey(Investor, on_delete=models.PROTECT, related_name="transfers_in")
+    quanta = models.BigIntegerField()
+    status = models.CharField(max_length=20, choices=TransferStatus.choices)
+    exception = models.CharField(
+        max_length=24, choices=ResaleException.choices, default=ResaleException.NONE
+    )
+    evidence_reference = models.CharField(max_length=200, blank=True)
+    evidence_description = models.TextField(blank=True)
+    legal_basis = models.CharField(
+        max_length=16, choices=LegalBasis.choices, default=LegalBasis.NONE
+    )
+    reason = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    entry = models.OneToOneField(
+        Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="transfer_request"
+    )
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    # SHA-256 of the request body: the same key with another body is a conflict.
+    request_digest = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["offering", "seller", "status"]),
+            models.Index(fields=["buyer", "created_at"]),
+            models.Index(fields=["status", "created_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quanta__gt=0), name="transferrequest_quanta_positive"
+            ),
+            models.CheckConstraint(
+                condition=~Q(seller=models.F("buyer")), name="transferrequest_seller_not_buyer"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=TransferKind.values), name="transferrequest_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=TransferStatus.values), name="transferrequest_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(exception__in=ResaleException.values),
+                name="transferrequest_exception_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(legal_basis__in=LegalBasis.values),
+                name="transferrequest_legal_basis_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(exception=ResaleException.NONE) | ~Q(evidence_reference=""),
+                name="transferrequest_exception_has_evidence",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind=TransferKind.VOLUNTARY, legal_basis=LegalBasis.NONE)
+                | (
+                    Q(kind=TransferKind.FORCED, exception=ResaleException.NONE)
+                    & ~Q(legal_basis=LegalBasis.NONE)
+                    & ~Q(reason="")
+                    & ~Q(evidence_reference="")
+                ),
+                name="transferrequest_forced_has_basis",
+            ),
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True) | ~Q(decided_by=models.F("requested_by")),
+                name="transferrequest_four_eyes",
+            ),
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True, decided_at__isnull=True)
+                | Q(decided_by__isnull=False, decided_at__isnull=False),
+                name="transferrequest_decision_has_time",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=APPROVED_TRANSFER_STATUSES)
+                | Q(kind=TransferKind.VOLUNTARY, exception=ResaleException.NONE)
+                | Q(decided_by__isnull=False),
+                name="transferrequest_approval_by_staff",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=TransferStatus.REJECTED)
+                | Q(decided_by__isnull=False) & ~Q(decision_reason=""),
+                name="transferrequest_rejection_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    status=TransferStatus.COMPLETED, entry__isnull=False, completed_at__isnull=False
+                )
+                | (~Q(status=TransferStatus.COMPLETED) & Q(entry__isnull=True)),
+                name="transferrequest_completed_iff_entry",
+            ),
+            models.UniqueConstraint(
+                fields=["requested_by", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="transferrequest_idempotency_key_per_user",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"transfer #{self.pk} ({self.kind}, {self.status})"
+
+
+class TransferRequestStatusChange(models.Model):
+    """Append-only: who moved a transfer request from what to what, when and why."""
+
+    transfer = models.ForeignKey(
+        TransferRequest, on_delete=models.PROTECT, related_name="status_changes"
+    )
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, choices=TransferStatus.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["transfer", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"transfer {self.transfer_id}: {self.from_status or '-'} → {self.to_status}"
+
+
+class ReversalStatus(models.TextChoices):
+    PENDING_APPROVAL = "pending_approval"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+class ReversalRequest(models.Model):
+    """A reversal of a posted entry, prepared by one staff member and approved by another."""
+
+    entry = models.ForeignKey(Entry, on_delete=models.PROTECT, related_name="reversal_requests")
+    reason = models.TextField()
+    status = models.CharField(
+        max_length=20, choices=ReversalStatus.choices, default=ReversalStatus.PENDING_APPROVAL
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    reversal_entry = models.OneToOneField(
+        Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="reversal_request"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=ReversalStatus.values), name="reversalrequest_status_valid"
+            ),
+            models.CheckConstraint(condition=~Q(reason=""), name="reversalrequest_reason_given"),
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True) | ~Q(decided_by=models.F("requested_by")),
+                name="reversalrequest_four_eyes",
+            ),
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True, decided_at__isnull=True)
+                | Q(decided_by__isnull=False, decided_at__isnull=False),
+                name="reversalrequest_decision_has_time",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    status=ReversalStatus.COMPLETED,
+                    reversal_entry__isnull=False,
+                    decided_by__isnull=False,
+                    completed_at__isnull=False,
+                )
+                | (~Q(status=ReversalStatus.COMPLETED) & Q(reversal_entry__isnull=True)),
+                name="reversalrequest_completed_iff_entry",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=ReversalStatus.REJECTED)
+                | Q(decided_by__isnull=False) & ~Q(decision_reason=""),
+                name="reversalrequest_rejection_has_reason",
+            ),
+            models.UniqueConstraint(
+                fields=["entry"],
+                condition=Q(status=ReversalStatus.PENDING_APPROVAL),
+                name="reversalrequest_one_open_per_entry",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"reversal request #{self.pk} of entry {self.entry_id} ({self.status})"
+
+
+class ReversalRequestStatusChange(models.Model):
+    """Append-only: who moved a reversal request from what to what, when and why."""
+
+    reversal = models.ForeignKey(
+        ReversalRequest, on_delete=models.PROTECT, related_name="status_changes"
+    )
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, choices=ReversalStatus.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["reversal", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"reversal {self.reversal_id}: {self.from_status or '-'} → {self.to_status}"

@@ -129,6 +129,8 @@ def health(request: HttpRequest) -> HealthOut:
 
 
 def _mount_routers() -> None:
+    from captable.api import ledger_router
+    from captable.api import router as transfers_router
     from captable.captable_api import captable_router
     from common.api import router as auth_router
     from investors.api import registration_router
@@ -144,6 +146,8 @@ def _mount_routers() -> None:
     api.add_router("/issuers", issuers_router)
     api.add_router("/properties", properties_router)
     api.add_router("/investors", investors_router)
+    api.add_router("/transfers", transfers_router)
+    api.add_router("/ledger", ledger_router)
 
 
 _mount_routers()

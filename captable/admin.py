@@ -1,0 +1,354 @@
+"""Back office for the cap table. The ledger is read-only here (only `captable/ledger.py`
+writes it); transfer and reversal requests are decided through the services, which refuse
+the member of staff who made a request as its approver (four eyes)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet, Sum
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.dateparse import parse_date
+from django.utils.html import format_html
+
+from captable import transfers
+from captable.models import (
+    Account,
+    ChainSeal,
+    Entry,
+    Lot,
+    Posting,
+    ReversalRequest,
+    ReversalRequestStatusChange,
+    SealedEntry,
+    TransferRequest,
+    TransferRequestStatusChange,
+)
+from captable.selectors import captable_as_of
+from common.errors import DomainError
+from common.models import User
+from common.money import format_minor_units
+from investors.models import Investor
+from offerings.models import Offering
+from offerings.quantities import format_units
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Nothing added, changed or deleted from the back office."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --- the ledger -----------------------------------------------------------------------------
+
+
+@admin.register(Account)
+class AccountAdmin(ReadOnlyAdmin):
+    """Every account with its balance; filter holdings by offering for a cap table, or by
+    investor for their positions. The cap table link opens the as-of view of the offering."""
+
+    list_display = ("key", "kind", "asset", "offering", "investor", "balance", "cap_table")
+    list_filter = (
+        "kind",
+        ("offering", admin.RelatedOnlyFieldListFilter),
+        ("investor", admin.RelatedOnlyFieldListFilter),
+    )
+    search_fields = ("key", "investor__legal_name", "offering__title")
+    list_select_related = ("offering", "investor")
+    ordering = ("key",)
+
+    @admin.display(description="Cap table")
+    def cap_table(self, account: Account) -> str:
+        if account.offering_id is None:
+            return "—"
+        url = reverse("admin:captable_cap_table", args=[account.offering_id])
+        return format_html('<a href="{}">cap table</a>', url)
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.cap_table_view)
+        return [
+            path("cap-table/<int:offering_id>/", view, name="captable_cap_table"),
+            *super().get_urls(),
+        ]
+
+    def cap_table_view(self, request: HttpRequest, offering_id: int) -> HttpResponse:
+        offering = get_object_or_404(Offering, pk=offering_id)
+        as_of = None
+        day = parse_date(request.GET.get("as_of", ""))
+        if day is not None:  # a record date: the end of that day in the offering's zone
+            as_of = datetime.combine(day, time.max, tzinfo=ZoneInfo(offering.time_zone))
+        table = captable_as_of(offering=offering, as_of=as_of)
+        names = dict(
+            Investor.objects.filter(pk__in=[row.investor_id for row in table.rows]).values_list(
+                "pk", "legal_name"
+            )
+        )
+        per_unit = offering.quanta_per_unit
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Cap table of {offering.title}",
+            "offering": offering,
+            "table": table,
+            "as_of_day": day,
+            "authorized": format_units(table.authorized_quanta, per_unit),
+            "treasury": format_units(table.treasury_quanta, per_unit),
+            "issued": format_units(table.issued_quanta, per_unit),
+            "rows": [
+                {
+                    "investor_id": row.investor_id,
+                    "name": names.get(row.investor_id, ""),
+                    "units": format_units(row.quanta, per_unit),
+                    "quanta": row.quanta,
+                    "cost": _money(row.cost_minor, offering.currency),
+                    "percent": row.percent,
+                }
+                for row in table.rows
+            ],
+        }
+        return TemplateResponse(request, "admin/captable/cap_table.html", context)
+
+
+def _money(amount_minor: int, currency: str) -> str:
+    return f"{currency} {format_minor_units(amount_minor, currency)}"
+
+
+class PostingInline(ReadOnlyInline):
+    model = Posting
+    fields = ("account", "asset", "amount", "cost_minor", "lot", "effective_at")
+    readonly_fields = fields
+
+
+@admin.register(Entry)
+class EntryAdmin(ReadOnlyAdmin):
+    list_display = ("id", "kind", "effective_at", "chain", "created_by", "reverses", "memo")
+    list_filter = ("kind",)
+    search_fields = ("idempotency_key", "memo", "chain")
+    date_hierarchy = "effective_at"
+    inlines = [PostingInline]
+    ordering = ("-id",)
+
+
+@admin.register(Posting)
+class PostingAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "entry",
+        "account",
+        "asset",
+        "amount",
+        "cost_minor",
+        "lot",
+        "effective_at",
+    )
+    list_filter = ("asset",)
+    search_fields = ("account__key",)
+    list_select_related = ("account", "entry", "lot")
+    ordering = ("-id",)
+
+
+@admin.register(Lot)
+class LotAdmin(ReadOnlyAdmin):
+    """An investor's lots: filter by investor (positions) or offering; the remaining quanta
+    are the sum of the lot's postings."""
+
+    list_display = (
+        "id",
+        "investor",
+        "offering",
+        "issued_at",
+        "quanta_acquired",
+        "quanta_remaining",
+        "cost_minor_acquired",
+        "acquired_by",
+        "origin_lot",
+    )
+    list_filter = (
+        ("holding__investor", admin.RelatedOnlyFieldListFilter),
+        ("holding__offering", admin.RelatedOnlyFieldListFilter),
+    )
+    list_select_related = ("holding__investor", "holding__offering")
+    ordering = ("holding__investor", "issued_at", "id")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Lot]:
+        return super().get_queryset(request).annotate(remaining=Sum("postings__amount"))
+
+    @admin.display(description="Investor")
+    def investor(self, lot: Lot) -> Investor | None:
+        return lot.holding.investor
+
+    @admin.display(description="Offering")
+    def offering(self, lot: Lot) -> Offering | None:
+        return lot.holding.offering
+
+    @admin.display(description="Quanta remaining")
+    def quanta_remaining(self, lot: Lot) -> int:
+        return int(getattr(lot, "remaining", 0) or 0)
+
+
+@admin.register(ChainSeal)
+class ChainSealAdmin(ReadOnlyAdmin):
+    list_display = ("chain", "sequence", "entry_count", "digest", "sealed_at")
+    list_filter = ("chain",)
+    ordering = ("chain", "-sequence")
+
+
+@admin.register(SealedEntry)
+class SealedEntryAdmin(ReadOnlyAdmin):
+    list_display = ("entry", "seal", "entry_digest")
+    list_select_related = ("seal",)
+    ordering = ("-entry",)
+
+
+# --- requests that need four eyes -----------------------------------------------------------
+
+
+def _decide(
+    model_admin: admin.ModelAdmin,  # type: ignore[type-arg]
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    decide: Any,
+    verb: str,
+) -> None:
+    """Run a service per selected request; report what it refused, one message per request."""
+    assert isinstance(request.user, User)
+    done = 0
+    for pk in queryset.order_by("pk").values_list("pk", flat=True):
+        try:
+            decide(request.user, pk)
+            done += 1
+        except DomainError as error:
+            model_admin.message_user(request, f"#{pk}: {error.detail}", messages.ERROR)
+    if done:
+        model_admin.message_user(request, f"{done} request(s) {verb}.", messages.SUCCESS)
+
+
+class TransferRequestStatusChangeInline(ReadOnlyInline):
+    model = TransferRequestStatusChange
+    fields = ("created_at", "from_status", "to_status", "actor", "reason")
+    readonly_fields = fields
+
+
+@admin.register(TransferRequest)
+class TransferRequestAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "kind",
+        "status",
+        "offering",
+        "seller",
+        "buyer",
+        "quanta",
+        "exception",
+        "legal_basis",
+        "requested_by",
+        "decided_by",
+        "created_at",
+    )
+    list_filter = ("status", "kind", "exception", "legal_basis")
+    search_fields = ("seller__legal_name", "buyer__legal_name", "evidence_reference")
+    list_select_related = ("offering", "seller", "buyer", "requested_by", "decided_by")
+    inlines = [TransferRequestStatusChangeInline]
+    actions = ["approve", "reject"]
+    ordering = ("-created_at", "-id")
+
+    @admin.action(description="Approve the selected requests (posts the transfers)")
+    def approve(self, request: HttpRequest, queryset: QuerySet[TransferRequest]) -> None:
+        def decide(user: User, pk: int) -> None:
+            transfers.transfer_request_approve(
+                actor=user, transfer_id=pk, reason=f"Approved in the admin by {user.email}."
+            )
+
+        _decide(self, request, queryset, decide, "approved")
+
+    @admin.action(description="Reject the selected requests")
+    def reject(self, request: HttpRequest, queryset: QuerySet[TransferRequest]) -> None:
+        def decide(user: User, pk: int) -> None:
+            transfers.transfer_request_reject(
+                actor=user, transfer_id=pk, reason=f"Rejected in the admin by {user.email}."
+            )
+
+        _decide(self, request, queryset, decide, "rejected")
+
+
+@admin.register(TransferRequestStatusChange)
+class TransferRequestStatusChangeAdmin(ReadOnlyAdmin):
+    list_display = ("transfer", "from_status", "to_status", "actor", "reason", "created_at")
+    list_filter = ("to_status",)
+    list_select_related = ("transfer", "actor")
+
+
+class ReversalRequestStatusChangeInline(ReadOnlyInline):
+    model = ReversalRequestStatusChange
+    fields = ("created_at", "from_status", "to_status", "actor", "reason")
+    readonly_fields = fields
+
+
+@admin.register(ReversalRequest)
+class ReversalRequestAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "entry",
+        "status",
+        "reason",
+        "requested_by",
+        "decided_by",
+        "reversal_entry",
+        "created_at",
+    )
+    list_filter = ("status",)
+    list_select_related = ("entry", "requested_by", "decided_by", "reversal_entry")
+    inlines = [ReversalRequestStatusChangeInline]
+    actions = ["approve", "reject"]
+    ordering = ("-created_at", "-id")
+
+    @admin.action(description="Approve the selected reversals (posts the reversing entries)")
+    def approve(self, request: HttpRequest, queryset: QuerySet[ReversalRequest]) -> None:
+        def decide(user: User, pk: int) -> None:
+            transfers.reversal_approve(
+                actor=user, reversal_id=pk, reason=f"Approved in the admin by {user.email}."
+            )
+
+        _decide(self, request, queryset, decide, "approved")
+
+    @admin.action(description="Reject the selected reversals")
+    def reject(self, request: HttpRequest, queryset: QuerySet[ReversalRequest]) -> None:
+        def decide(user: User, pk: int) -> None:
+            transfers.reversal_reject(
+                actor=user, reversal_id=pk, reason=f"Rejected in the admin by {user.email}."
+            )
+
+        _decide(self, request, queryset, decide, "rejected")
+
+
+@admin.register(ReversalRequestStatusChange)
+class ReversalRequestStatusChangeAdmin(ReadOnlyAdmin):
+    list_display = ("reversal", "from_status", "to_status", "actor", "reason", "created_at")
+    list_filter = ("to_status",)
+    list_select_related = ("reversal", "actor")
