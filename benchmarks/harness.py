@@ -38,24 +38,46 @@ def _server_url() -> str:
 
 
 @contextlib.contextmanager
-def scratch_database(name: str) -> Iterator[str]:
-    """A fresh database on the PostgreSQL server from DATABASE_URL, migrated; dropped after."""
+def scratch_database(name: str, *, settings_module: str | None = None) -> Iterator[str]:
+    """A fresh database on the PostgreSQL server from DATABASE_URL, migrated (with
+    `settings_module`'s apps if given, e.g. benchmarks.settings_hordak); dropped after."""
     server = urlparse(_server_url())
     with psycopg.connect(_server_url(), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
     url = urlunparse(server._replace(path=f"/{name}"))
+    env = {**os.environ, "DATABASE_URL": url}
+    if settings_module:
+        env["DJANGO_SETTINGS_MODULE"] = settings_module
     subprocess.run(
-        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        check=True,
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
     )
     try:
         yield url
     finally:
         with psycopg.connect(_server_url(), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def django_in_process(database_url: str, *, settings_module: str = "config.settings") -> None:
+    """Set Django up in this process against `database_url`, as production runs it: DEBUG off
+    (no query log), one persistent connection, `transaction.on_commit` callbacks run at commit
+    (a script is not inside a test transaction)."""
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    os.environ["DEBUG"] = "0"
+    os.environ["CONN_MAX_AGE"] = "600"
+    import django
+
+    django.setup()
+
+
+def verdict(ratio: float, goal: float, *, at_most: bool = False) -> str:
+    """Whether `ratio` meets `goal`: at least `goal`, or at most it for a ratio of times."""
+    met = ratio <= goal if at_most else ratio >= goal
+    if at_most:
+        return ("meets" if met else "ABOVE") + f" goal ≤ {goal:.2f}"
+    return ("meets" if met else "BELOW") + f" goal ≥ {goal:.2f}"
 
 
 def free_port() -> int:
