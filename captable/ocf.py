@@ -151,8 +151,8 @@ def ocf_schemas(directory: Path | str | None = None) -> OcfSchemas:
     if not path.is_dir():
         raise OcfSchemaMissing(
             f"The OCF schema folder {path} does not exist. Set OCF_SCHEMA_DIR to the `schema` "
-            "folder of the Open Cap Format repository (by default ../shared/ocf/schema beside "
-            "the clone)."
+            "folder of the Open Cap Format repository (by default the copy vendored in "
+            "captable/ocf_spec/schema)."
         )
     return _schemas_load(str(path.resolve()))
 

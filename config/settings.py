@@ -192,7 +192,8 @@ DEFAULT_CURRENCY = "USD"
 
 # --- cap-table interchange ------------------------------------------------------------------
 # The official Open Cap Format JSON schemas that `manage.py export_ocf` validates against.
-OCF_SCHEMA_DIR = Path(env_str("OCF_SCHEMA_DIR") or BASE_DIR.parent / "shared" / "ocf" / "schema")
+# The official Open Cap Format schemas, vendored unmodified (see captable/ocf_spec/README.md).
+OCF_SCHEMA_DIR = Path(env_str("OCF_SCHEMA_DIR") or BASE_DIR / "captable" / "ocf_spec" / "schema")
 
 # --- background work ------------------------------------------------------------------------
 # No broker: Celery executes tasks in-process (eager), which is the embedded default.
