@@ -164,23 +164,20 @@ def timed(phases: dict[str, float], name: str) -> Iterator[None]:
     phases[name] = phases.get(name, 0.0) + time.perf_counter() - began
 
 
+LOADED_TABLES = ("common_user", "investors_investor", *LEDGER_TABLES)
+
+
 def load(offering: Any, phases: dict[str, float]) -> dict[str, int]:
-    """COPY the holders and their year of entries; returns rows written per table and adds
-    seconds per phase to `phases`."""
+    """COPY the holders and their year of entries, in one transaction with the ledger's
+    triggers off; returns rows written per table and adds seconds per phase to `phases`."""
     import psycopg
     from django.conf import settings
-    from django.utils import timezone
 
     from captable import ledger
-    from captable.models import Account, Entry, Lot, Posting, units_asset
-    from common.models import User
-    from investors.models import Investor
 
-    asset = units_asset(offering.pk)
+    # Read through Django before the load's transaction locks the tables (ALTER TABLE).
     treasury_id = ledger.treasury_account(offering).pk
-    chain = f"offering:{offering.pk}"
     database = settings.DATABASES["default"]
-    written: dict[str, int] = {}
     connection = psycopg.connect(
         dbname=database["NAME"],
         user=database["USER"],
@@ -192,16 +189,44 @@ def load(offering: Any, phases: dict[str, float]) -> dict[str, int]:
         cursor.execute("SET maintenance_work_mem = '256MB'")
         for table in LEDGER_TABLES:
             cursor.execute(f'ALTER TABLE "{table}" DISABLE TRIGGER ALL')
-        indexes = _drop_plain_indexes(cursor, ("common_user", "investors_investor", *LEDGER_TABLES))
-        user_id = _next_id(cursor, "common_user")
-        investor_id = _next_id(cursor, "investors_investor")
-        account_id = _next_id(cursor, "captable_account")
-        entry_id = _next_id(cursor, "captable_entry")
-        lot_id = _next_id(cursor, "captable_lot")
-        posting_id = _next_id(cursor, "captable_posting")
-        now = timezone.now()
-        copying = time.perf_counter()
-        written["users"] = copy_rows(
+        indexes = _drop_plain_indexes(cursor, LOADED_TABLES)
+        first_ids = {table: _next_id(cursor, table) for table in LOADED_TABLES}
+        with timed(phases, "COPY"):
+            written = copy_holders(cursor, offering, first_ids)
+        written |= copy_ledger(cursor, offering, treasury_id, first_ids, phases)
+        with timed(phases, "balances"):
+            cursor.execute(
+                """UPDATE captable_account AS a SET balance = s.total
+                   FROM (SELECT account_id, SUM(amount) AS total FROM captable_posting
+                         GROUP BY account_id) AS s
+                   WHERE a.id = s.account_id AND a.balance <> s.total"""
+            )
+        for table in LEDGER_TABLES:
+            cursor.execute(f'ALTER TABLE "{table}" ENABLE TRIGGER ALL')
+        with timed(phases, "indexes"):
+            for definition in indexes:
+                cursor.execute(definition)
+        for table in LOADED_TABLES:
+            cursor.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f'(SELECT MAX(id) FROM "{table}"))'
+            )
+    connection.close()
+    return written
+
+
+def copy_holders(cursor: Any, offering: Any, first_ids: dict[str, int]) -> dict[str, int]:
+    """Users, their investor profiles and their holding accounts in the offering."""
+    from django.utils import timezone
+
+    from captable.models import Account, units_asset
+    from common.models import User
+    from investors.models import Investor
+
+    user_id, investor_id = first_ids["common_user"], first_ids["investors_investor"]
+    account_id, now = first_ids["captable_account"], timezone.now()
+    return {
+        "users": copy_rows(
             cursor,
             User,
             ["id", "username", "email", "password", "date_joined"],
@@ -209,8 +234,8 @@ def load(offering: Any, phases: dict[str, float]) -> dict[str, int]:
                 (user_id + n, f"h{n}@example.com", f"h{n}@example.com", "!", now)
                 for n in range(HOLDERS)
             ),
-        )
-        written["investors"] = copy_rows(
+        ),
+        "investors": copy_rows(
             cursor,
             Investor,
             ["id", "user_id", "legal_name", "kind", "country", "us_state"],
@@ -218,8 +243,8 @@ def load(offering: Any, phases: dict[str, float]) -> dict[str, int]:
                 (investor_id + n, user_id + n, f"Holder {n}", "individual", "US", "NY")
                 for n in range(HOLDERS)
             ),
-        )
-        written["accounts"] = copy_rows(
+        ),
+        "accounts": copy_rows(
             cursor,
             Account,
             ["id", "key", "kind", "asset", "offering_id", "investor_id", "allows_negative"],
@@ -228,70 +253,61 @@ def load(offering: Any, phases: dict[str, float]) -> dict[str, int]:
                     account_id + n,
                     f"holding:o{offering.pk}:i{investor_id + n}",
                     "holding",
-                    asset,
+                    units_asset(offering.pk),
                     offering.pk,
                     investor_id + n,
                     False,
                 )
                 for n in range(HOLDERS)
             ),
+        ),
+    }
+
+
+LOT_COLUMNS = (
+    "id",
+    "holding_id",
+    "acquired_by_id",
+    "issued_at",
+    "origin_lot_id",
+    "quanta_acquired",
+    "cost_minor_acquired",
+)
+
+
+def copy_ledger(
+    cursor: Any,
+    offering: Any,
+    treasury_id: int,
+    first_ids: dict[str, int],
+    phases: dict[str, float],
+) -> dict[str, int]:
+    """The year of entries, their lots and postings."""
+    from captable.models import Entry, Lot, Posting, units_asset
+
+    chain = f"offering:{offering.pk}"
+    with timed(phases, "generate"):
+        entries, lots, postings = ledger_rows(
+            asset=units_asset(offering.pk),
+            treasury_id=treasury_id,
+            holding_id=lambda holder: first_ids["captable_account"] + holder,
+            first_ids=(
+                first_ids["captable_entry"],
+                first_ids["captable_lot"],
+                first_ids["captable_posting"],
+            ),
         )
-        phases["COPY"] = time.perf_counter() - copying
-        with timed(phases, "generate"):
-            entries, lots, postings = ledger_rows(
-                asset=asset,
-                treasury_id=treasury_id,
-                holding_id=lambda holder: account_id + holder,
-                first_ids=(entry_id, lot_id, posting_id),
-            )
-        copying = time.perf_counter()
-        written["entries"] = copy_rows(
-            cursor,
-            Entry,
-            ["id", "kind", "idempotency_key", "request_digest", "effective_at", "chain"],
-            ((*row, chain) for row in entries),
-        )
-        written["lots"] = copy_rows(
-            cursor,
-            Lot,
-            [
-                "id",
-                "holding_id",
-                "acquired_by_id",
-                "issued_at",
-                "origin_lot_id",
-                "quanta_acquired",
-                "cost_minor_acquired",
-            ],
-            lots,
-        )
-        written["postings"] = copy_rows(
-            cursor,
-            Posting,
-            POSTING_COLUMNS,
-            postings,
-        )
-        phases["COPY"] += time.perf_counter() - copying
-        balancing = time.perf_counter()
-        cursor.execute(
-            """UPDATE captable_account AS a SET balance = s.total
-               FROM (SELECT account_id, SUM(amount) AS total FROM captable_posting
-                     GROUP BY account_id) AS s
-               WHERE a.id = s.account_id AND a.balance <> s.total"""
-        )
-        for table in LEDGER_TABLES:
-            cursor.execute(f'ALTER TABLE "{table}" ENABLE TRIGGER ALL')
-        phases["balances"] = time.perf_counter() - balancing
-        with timed(phases, "indexes"):
-            for definition in indexes:
-                cursor.execute(definition)
-        for table in ("common_user", "investors_investor", *LEDGER_TABLES):
-            cursor.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f'(SELECT MAX(id) FROM "{table}"))'
-            )
-    connection.close()
-    return written
+    with timed(phases, "COPY"):
+        return {
+            "entries": copy_rows(
+                cursor,
+                Entry,
+                ["id", "kind", "idempotency_key", "request_digest", "effective_at", "chain"],
+                ((*row, chain) for row in entries),
+            ),
+            "lots": copy_rows(cursor, Lot, LOT_COLUMNS, lots),
+            "postings": copy_rows(cursor, Posting, POSTING_COLUMNS, postings),
+        }
 
 
 def ledger_rows(
@@ -643,58 +659,47 @@ def vars_of(row: Any) -> tuple[Any, ...]:
     return (row.investor_id, row.quanta, row.cost_minor, row.percent)
 
 
-def diagnose(offering: Any, asset: str) -> None:
-    """Plans, where the selector's time goes, and alternatives on the same rows."""
-    from django.db import connection
-
+def selector_variants(offering: Any, asset: str) -> dict[str, Callable[[], object]]:
+    """The selector, its parts, and the alternatives (checked to give the same cap table)."""
     from captable import ledger, selectors
 
     treasury = ledger.treasury_account(offering).pk
     authorized = ledger.authorized_account(offering).pk
     holdings = fetch(selectors._HOLDINGS_AS_OF_SQL, [asset, AS_OF])
-    for name, sql, params in (
-        ("raw GROUP BY", RAW_SQL, [asset, AS_OF]),
-        ("selector holdings", selectors._HOLDINGS_AS_OF_SQL, [asset, AS_OF]),
-        ("selector supply", selectors._SUPPLY_AS_OF_SQL, [asset, AS_OF]),
-    ):
-        print(f"  EXPLAIN ANALYZE {name}:\n{explain(sql, params)}")
     rows = holdings()
     assert isinstance(rows, list)
 
-    def build_rows() -> object:
+    def build_rows(percent: bool) -> object:
         issued = sum(int(quanta) for _, quanta, _ in rows)
         return [
             selectors.CapTableRow(
-                int(investor), int(quanta), int(cost), selectors.percent_of(int(quanta), issued)
+                int(investor),
+                int(quanta),
+                int(cost),
+                selectors.percent_of(int(quanta), issued) if percent else Decimal(0),
             )
             for investor, quanta, cost in rows
         ]
 
-    def build_rows_without_percent() -> object:
-        return [
-            selectors.CapTableRow(int(investor), int(quanta), int(cost), Decimal(0))
-            for investor, quanta, cost in rows
-        ]
-
     expected = selectors.captable_as_of(offering=offering, as_of=AS_OF)
+    expected_rows = [vars_of(row) for row in expected.rows]
     assert candidate_selector(offering, asset, treasury, authorized) == expected
     map_accounts = fetch(HOLDING_ACCOUNTS_SQL, [offering.pk])
     investor_of = dict(map_accounts())  # type: ignore[call-overload]
     one_pass = one_pass_selector(offering, asset, treasury, authorized, investor_of)
-    assert [vars_of(row) for row in one_pass.rows] == [vars_of(row) for row in expected.rows]
+    assert [vars_of(row) for row in one_pass.rows] == expected_rows
     assert one_pass.treasury_quanta == expected.treasury_quanta
     lean = lean_selector(offering, asset, treasury, authorized)
-    assert [vars_of(row) for row in lean.rows] == [vars_of(row) for row in expected.rows]
-    expected_tuples = [(row.investor_id, row.quanta, row.cost_minor) for row in expected.rows]
-    figures = {
+    assert [vars_of(row) for row in lean.rows] == expected_rows
+    return {
         "raw GROUP BY (reference)": fetch(RAW_SQL, [asset, AS_OF]),
         "selector (captable_as_of)": lambda: selectors.captable_as_of(
             offering=offering, as_of=AS_OF
         ),
         "  its holdings query, fetched": holdings,
         "  its supply query, fetched": fetch(selectors._SUPPLY_AS_OF_SQL, [asset, AS_OF]),
-        "  its rows in Python (int() of Decimals, percent_of)": build_rows,
-        "    of which without percent_of": build_rows_without_percent,
+        "  its rows in Python (int() of Decimals, percent_of)": lambda: build_rows(True),
+        "    of which without percent_of": lambda: build_rows(False),
         "alt: holdings query with ::bigint sums, fetched": fetch(
             HOLDINGS_BIGINT_SQL, [asset, AS_OF]
         ),
@@ -713,7 +718,7 @@ def diagnose(offering: Any, asset: str) -> None:
         "alt: the offering's holding accounts (id -> investor), fetched": map_accounts,
         "  rows as a slots dataclass instead of a frozen one": lambda: [
             SlotsRow(investor, quanta, cost, Decimal(0))
-            for investor, quanta, cost in expected_tuples
+            for investor, quanta, cost, _ in expected_rows
         ],
         "one-pass selector (account map cached)": lambda: one_pass_selector(
             offering, asset, treasury, authorized, investor_of
@@ -722,27 +727,45 @@ def diagnose(offering: Any, asset: str) -> None:
             offering, asset, treasury, authorized
         ),
     }
+
+
+COMPARED_AGAIN = (
+    "raw GROUP BY (reference)",
+    "selector (captable_as_of)",
+    "candidate selector (the three alternatives together)",
+    "one-pass selector (account map cached)",
+    "lean selector (candidate SQL, slots rows, percent on access)",
+)
+
+
+def diagnose(offering: Any, asset: str) -> None:
+    """Plans, where the selector's time goes, and alternatives on the same rows."""
+    from django.db import connection
+
+    from captable import selectors
+
+    for name, sql in (
+        ("raw GROUP BY", RAW_SQL),
+        ("selector holdings", selectors._HOLDINGS_AS_OF_SQL),
+        ("selector supply", selectors._SUPPLY_AS_OF_SQL),
+    ):
+        print(f"  EXPLAIN ANALYZE {name}:\n{explain(sql, [asset, AS_OF])}")
+    variants = selector_variants(offering, asset)
     print("  median ms over the same rows (interleaved rounds):")
-    for name, seconds in interleaved_medians(figures).items():
+    for name, seconds in interleaved_medians(variants).items():
         print(f"    {seconds * 1000:8.1f}  {name}")
-    again = (
-        "raw GROUP BY (reference)",
-        "selector (captable_as_of)",
-        "candidate selector (the three alternatives together)",
-        "one-pass selector (account map cached)",
-        "lean selector (candidate SQL, slots rows, percent on access)",
-    )
+    again = {name: variants[name] for name in COMPARED_AGAIN}
     with connection.cursor() as cursor:
         cursor.execute("SET work_mem = '64MB'")
     print("  with work_mem = 64MB (default 4MB: the sorts and hash aggregates spill to disk):")
-    for name, seconds in interleaved_medians({name: figures[name] for name in again}).items():
+    for name, seconds in interleaved_medians(again).items():
         print(f"    {seconds * 1000:8.1f}  {name}")
     with connection.cursor() as cursor:
         cursor.execute("RESET work_mem")
         cursor.execute(COVERING_INDEX)
         cursor.execute('VACUUM (ANALYZE) "captable_posting"')
     print(f"  with {COVERING_INDEX[13:]}:")
-    for name, seconds in interleaved_medians({name: figures[name] for name in again}).items():
+    for name, seconds in interleaved_medians(again).items():
         print(f"    {seconds * 1000:8.1f}  {name}")
     print(f"  EXPLAIN ANALYZE raw GROUP BY:\n{explain(RAW_SQL, [asset, AS_OF])}")
     with connection.cursor() as cursor:
