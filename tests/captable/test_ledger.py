@@ -3,6 +3,8 @@
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from captable import ledger
 from captable.models import Account, Entry, Posting
@@ -249,3 +251,14 @@ def test_captable_as_of_accepts_any_utc_offset():
     new_york = first.astimezone(timezone(timedelta(hours=-5)))
     table = captable_as_of(offering=offering, as_of=new_york)
     assert [(row.investor_id, row.quanta) for row in table.rows] == [(alice.pk, 10)]
+
+
+@pytest.mark.embedded
+@given(
+    part=st.integers(min_value=0, max_value=10**15),
+    whole=st.integers(min_value=1, max_value=10**15),
+)
+def test_integer_percentages_equal_the_decimal_definition(part, whole):
+    from captable.selectors import _percent_places, percent_of
+
+    assert _percent_places(part, whole) == percent_of(part, whole)
