@@ -31,40 +31,13 @@ from captable.models import (
     TransferRequestStatusChange,
 )
 from captable.selectors import captable_as_of
+from common.admin import ReadOnlyAdmin, ReadOnlyInline
 from common.errors import DomainError
 from common.models import User
 from common.money import format_minor_units
 from investors.models import Investor
 from offerings.models import Offering
 from offerings.quantities import format_units
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Nothing added, changed or deleted from the back office."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 # --- the ledger -----------------------------------------------------------------------------
 

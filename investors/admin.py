@@ -3,12 +3,11 @@ tax id is never shown or edited in clear; history and evidence are read-only her
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from common.admin import ReadOnlyAdmin, ReadOnlyInline
 from common.errors import DomainError
 from common.models import User
 from investors.models import (
@@ -33,17 +32,6 @@ SERVICE_ONLY_FIELDS = (
     "created_at",
     "updated_at",
 )
-
-
-class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class AccreditationEvidenceInline(ReadOnlyInline):
@@ -128,17 +116,6 @@ class InvestorAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.action(description="Reject KYC (pending only)")
     def reject_kyc(self, request: HttpRequest, queryset: QuerySet[Investor]) -> None:
         self._decide(request, queryset, KycStatus.REJECTED)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(InvestorDecision)
