@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.http import HttpRequest
 
-from common.models import ApiToken, OutboxMessage, User
+from common.models import ApiToken, IdempotencyRecord, OutboxMessage, User
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -66,3 +66,13 @@ class OutboxMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
         return False
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(ReadOnlyAdmin):
+    """Support view: which first response a client's retries are being given."""
+
+    list_display = ("created_at", "user", "key", "method", "path", "response_status")
+    list_select_related = ("user",)
+    search_fields = ("user__email", "key")
+    date_hierarchy = "created_at"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils import timezone
 
 
 class User(AbstractUser):
@@ -99,3 +100,37 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name} #{self.pk} ({self.status})"
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a POST sent with an `Idempotency-Key` header, per user and key
+    (see `common/idempotency.py`). The row is inserted and completed in the transaction of the
+    operation it guards, so a committed row always carries its response: a crash or an error
+    leaves no row at all, never one stuck "in progress". Rows older than
+    `IDEMPOTENCY_KEY_TTL_HOURS` are purged."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="idempotency_records")
+    key = models.CharField(max_length=255)
+    # SHA-256 of method, path and body: the same key with another request is refused.
+    fingerprint = models.CharField(max_length=64)
+    method = models.CharField(max_length=10)
+    path = models.TextField()
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The exact JSON text sent the first time, so a replay is byte-identical (jsonb would
+    # reorder keys).
+    response_body = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_unique_user_key"),
+            models.CheckConstraint(
+                condition=models.Q(response_status__isnull=True)
+                | models.Q(response_status__gte=100, response_status__lte=599),
+                name="idempotency_response_status_http",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.user_id}, {self.method} {self.path} → {self.response_status})"
