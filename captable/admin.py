@@ -27,6 +27,9 @@ from captable.models import (
     ReversalRequest,
     ReversalRequestStatusChange,
     SealedEntry,
+    Subscription,
+    SubscriptionAgreement,
+    SubscriptionStatusChange,
     TransferRequest,
     TransferRequestStatusChange,
 )
@@ -325,3 +328,71 @@ class ReversalRequestStatusChangeAdmin(ReadOnlyAdmin):
     list_display = ("reversal", "from_status", "to_status", "actor", "reason", "created_at")
     list_filter = ("to_status",)
     list_select_related = ("reversal", "actor")
+
+
+# --- subscriptions --------------------------------------------------------------------------
+# Read-only: every change goes through `captable/subscriptions.py` (compare-and-swap plus a
+# history row, units reserved and released with the offering's counter).
+
+
+class SubscriptionStatusChangeInline(ReadOnlyInline):
+    model = SubscriptionStatusChange
+    fields = ("created_at", "from_status", "to_status", "actor", "reason")
+    readonly_fields = fields
+
+
+class SubscriptionAgreementInline(ReadOnlyInline):
+    model = SubscriptionAgreement
+    fields = ("signed_at", "typed_name", "ip_address", "document_version", "document_sha256")
+    readonly_fields = fields
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "offering",
+        "investor",
+        "status",
+        "quanta",
+        "amount",
+        "fee",
+        "rule_version",
+        "expires_at",
+        "created_at",
+    )
+    list_filter = ("status", ("offering", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("investor__legal_name", "offering__title")
+    list_select_related = ("offering", "investor")
+    inlines = [SubscriptionAgreementInline, SubscriptionStatusChangeInline]
+    ordering = ("-created_at", "-id")
+
+    @admin.display(description="Amount")
+    def amount(self, subscription: Subscription) -> str:
+        return _money(subscription.amount_minor, subscription.currency)
+
+    @admin.display(description="Fee")
+    def fee(self, subscription: Subscription) -> str:
+        return _money(subscription.fee_minor, subscription.currency)
+
+
+@admin.register(SubscriptionStatusChange)
+class SubscriptionStatusChangeAdmin(ReadOnlyAdmin):
+    list_display = ("subscription", "from_status", "to_status", "actor", "reason", "created_at")
+    list_filter = ("to_status",)
+    list_select_related = ("subscription", "actor")
+
+
+@admin.register(SubscriptionAgreement)
+class SubscriptionAgreementAdmin(ReadOnlyAdmin):
+    list_display = (
+        "subscription",
+        "typed_name",
+        "signed_at",
+        "ip_address",
+        "document_version",
+        "document_sha256",
+    )
+    list_select_related = ("subscription",)
+    search_fields = ("typed_name", "document_sha256")
+    ordering = ("-signed_at", "-id")

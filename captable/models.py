@@ -524,3 +524,181 @@ class ReversalRequestStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"reversal {self.reversal_id}: {self.from_status or '-'} → {self.to_status}"
+
+
+# --- subscriptions (primary issuance, up to funding) -----------------------------------------
+#
+# Invariants (database constraints unless said otherwise):
+# - a subscription asks for a positive number of quanta at a positive amount, in the offering's
+#   currency; the investor's processing fee is never negative;
+# - reservations are not ledger entries: a subscription in a *holding* status (reserved,
+#   signed, funded) has its quanta counted in `Offering.units_reserved_quanta`, raised by a
+#   conditional UPDATE that the offering's `offering_no_overselling` check backs; a waitlisted
+#   one holds nothing and has no `reserved_at`;
+# - reserved and signed subscriptions (unfunded) expire at `expires_at`;
+# - a signed (or later) subscription has `signed_at` and an agreement signature row;
+# - status changes are compare-and-swaps in `captable/subscriptions.py`, each with a history
+#   row; history and signature rows are append-only (triggers in migration 0004).
+
+
+class SubscriptionStatus(models.TextChoices):
+    WAITLISTED = "waitlisted"
+    RESERVED = "reserved"
+    SIGNED = "signed"
+    FUNDED = "funded"
+    ACCEPTED = "accepted"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+# Subscriptions whose quanta are in the offering's `units_reserved_quanta`.
+SUBSCRIPTION_HOLDING_STATUSES = (
+    SubscriptionStatus.RESERVED,
+    SubscriptionStatus.SIGNED,
+    SubscriptionStatus.FUNDED,
+)
+# Reserved but not paid for: these expire.
+SUBSCRIPTION_UNFUNDED_STATUSES = (SubscriptionStatus.RESERVED, SubscriptionStatus.SIGNED)
+# Subscriptions that count towards an investor's limits (per offering and per exemption).
+SUBSCRIPTION_LIVE_STATUSES = (
+    SubscriptionStatus.WAITLISTED,
+    *SUBSCRIPTION_HOLDING_STATUSES,
+    SubscriptionStatus.ACCEPTED,
+)
+SUBSCRIPTION_SIGNED_STATUSES = (
+    SubscriptionStatus.SIGNED,
+    SubscriptionStatus.FUNDED,
+    SubscriptionStatus.ACCEPTED,
+)
+
+
+class Subscription(models.Model):
+    offering = models.ForeignKey(Offering, on_delete=models.PROTECT, related_name="subscriptions")
+    investor = models.ForeignKey(Investor, on_delete=models.PROTECT, related_name="subscriptions")
+    status = models.CharField(max_length=12, choices=SubscriptionStatus.choices)
+    quanta = models.BigIntegerField()
+    amount_minor = models.BigIntegerField()
+    fee_minor = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3)
+    # The compliance decision taken at subscription, and the rule pack version it used.
+    compliance_code = models.CharField(max_length=60)
+    compliance_reason = models.TextField()
+    rule_version = models.CharField(max_length=60)
+    # Reg D 506(b): counted among the offering's (at most 35) non-accredited purchasers.
+    is_non_accredited_purchaser = models.BooleanField(default=False)
+    # ECSP: the explicit risk-warning acknowledgement, and the end of the 4-day reflection
+    # period in which a non-sophisticated investor may revoke without giving a reason.
+    risk_warning_acknowledged_at = models.DateTimeField(null=True, blank=True)
+    revocable_until = models.DateTimeField(null=True, blank=True)
+    reserved_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    signed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["offering", "status", "id"], name="subscription_waitlist"),
+            models.Index(fields=["investor", "offering", "status"], name="subscription_investor"),
+            models.Index(fields=["status", "expires_at"], name="subscription_expiry"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(quanta__gt=0), name="subscription_quanta_positive"),
+            models.CheckConstraint(
+                condition=Q(amount_minor__gt=0, fee_minor__gte=0),
+                name="subscription_amounts_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=SubscriptionStatus.values), name="subscription_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(currency__in=("USD", "EUR")), name="subscription_currency_supported"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=SubscriptionStatus.WAITLISTED) | Q(reserved_at__isnull=True),
+                name="subscription_waitlisted_holds_nothing",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=SUBSCRIPTION_HOLDING_STATUSES)
+                | Q(reserved_at__isnull=False),
+                name="subscription_holding_has_reserved_at",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=SUBSCRIPTION_UNFUNDED_STATUSES)
+                | Q(expires_at__isnull=False),
+                name="subscription_unfunded_expires",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=SUBSCRIPTION_SIGNED_STATUSES) | Q(signed_at__isnull=False),
+                name="subscription_signed_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"subscription #{self.pk} ({self.status})"
+
+
+class SubscriptionStatusChange(models.Model):
+    """Append-only: every status a subscription went through, who moved it and why."""
+
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.PROTECT, related_name="status_changes"
+    )
+    from_status = models.CharField(max_length=12, blank=True)
+    to_status = models.CharField(max_length=12, choices=SubscriptionStatus.choices)
+    # Null: the system (waitlist promotion, the expiry task).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["subscription", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"subscription {self.subscription_id}: {self.from_status or '-'} → {self.to_status}"
+
+
+class SubscriptionAgreement(models.Model):
+    """Append-only: one click-to-sign signature of the agreement generated for a subscription
+    (a material change to the offering asks for another one). The SHA-256 is over
+    `document_text`, exactly as the investor was shown it."""
+
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.PROTECT, related_name="agreements"
+    )
+    typed_name = models.CharField(max_length=200)
+    signed_at = models.DateTimeField()
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    document_sha256 = models.CharField(max_length=64)
+    document_version = models.CharField(max_length=80)
+    # The sponsor's template the agreement was generated from (none uploaded: the platform's).
+    template_document = models.ForeignKey(
+        "offerings.OfferingDocument",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    document_text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["signed_at", "id"]
+        indexes = [models.Index(fields=["subscription", "signed_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(document_sha256__regex=r"^[0-9a-f]{64}$"),
+                name="subscriptionagreement_sha256_format",
+            ),
+            models.CheckConstraint(
+                condition=~Q(typed_name=""), name="subscriptionagreement_name_given"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"agreement of subscription {self.subscription_id} ({self.document_version})"

@@ -13,6 +13,8 @@ migration 0002 for append-only history):
 - `units_reserved + units_issued <= units_authorized`, none negative: subscriptions
   (captable) reserve with a conditional UPDATE that this constraint backs;
 - a live (or later) offering has `went_live_at`;
+- the optional investor processing fee is 0 to 10,000 basis points of the subscription
+  amount, with an optional cap (minor units, not negative; NULL = no cap);
 - a status change of an offering or a sponsor is a compare-and-swap in `services.py` plus one
   `OfferingStatusChange` / `SponsorStatusChange` row; those rows and `OfferingDocument` rows
   are append-only (the database refuses UPDATE and DELETE on them);
@@ -286,6 +288,10 @@ class Offering(models.Model):
     went_live_at = models.DateTimeField(null=True, blank=True)
     units_reserved_quanta = models.BigIntegerField(default=0)
     units_issued_quanta = models.BigIntegerField(default=0)
+    # Charged to the investor on top of the subscription amount (0 = none); captable computes
+    # it once per subscription with `common.money.basis_points_of`, then applies the cap.
+    investor_fee_basis_points = models.PositiveIntegerField(default=0)
+    investor_fee_cap_minor = models.BigIntegerField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
@@ -376,6 +382,11 @@ class Offering(models.Model):
             models.CheckConstraint(
                 condition=~Q(status__in=STATUSES_AFTER_LAUNCH) | Q(went_live_at__isnull=False),
                 name="offering_launched_has_went_live_at",
+            ),
+            models.CheckConstraint(
+                condition=Q(investor_fee_basis_points__gte=0, investor_fee_basis_points__lte=10_000)
+                & (Q(investor_fee_cap_minor__isnull=True) | Q(investor_fee_cap_minor__gte=0)),
+                name="offering_investor_fee_valid",
             ),
         ]
 
