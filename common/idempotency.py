@@ -45,6 +45,7 @@ never while the key is held.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -106,7 +107,7 @@ def idempotency_key_of(request: HttpRequest) -> str:
 
 def request_fingerprint(request: HttpRequest) -> str:
     """SHA-256 over method, full path (query included) and body. A JSON body is canonicalised
-    (sorted keys, no whitespace) so a client that re-serialises the same payload still matches."""
+    so a client that re-serialises the same payload (key order, spacing) still matches."""
     digest = hashlib.sha256()
     for part in (request.method or "", request.get_full_path(), _canonical_body(request.body)):
         encoded = part.encode() if isinstance(part, str) else part
@@ -147,12 +148,27 @@ def _user_of(request: HttpRequest) -> User:
 
 
 def _canonical_body(body: bytes) -> bytes:
+    """Sorted keys and no whitespace, but every number kept as its exact text: orjson or a
+    float would turn two different 20-digit amounts into one request. Not JSON: the raw bytes."""
     if not body:
         return b""
     try:
-        return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONDecodeError:
-        return body
+        parsed = json.loads(body, parse_float=_number, parse_int=_number, parse_constant=_number)
+        return b"json:" + repr(_sorted_keys(parsed)).encode()
+    except (ValueError, RecursionError):
+        return b"raw:" + body
+
+
+def _number(text: str) -> tuple[str, str]:
+    return ("number", text)  # a tuple: parsed JSON holds none otherwise, so it cannot clash
+
+
+def _sorted_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return ("object", sorted((key, _sorted_keys(item)) for key, item in value.items()))
+    if isinstance(value, list):
+        return [_sorted_keys(item) for item in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:

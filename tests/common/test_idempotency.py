@@ -142,6 +142,28 @@ def test_the_same_key_for_another_request_is_refused_and_changes_nothing(other):
 
 @pytest.mark.embedded
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("first_body", "second_body"),
+    [
+        (b'{"amount": 12345678901234567890123}', b'{"amount": 12345678901234567890124}'),
+        (b'{"amount": 1.0}', b'{"amount": 1}'),
+        (b'{"units": 10}', b'{"units": "10"}'),
+        (b'{"units": [1, 2]}', b'{"units": [2, 1]}'),
+        (b"units=10", b"units=11"),
+    ],
+    ids=["huge-integers", "float-vs-int", "number-vs-string", "list-order", "not-json"],
+)
+def test_bodies_that_differ_only_in_number_text_or_order_are_different(first_body, second_body):
+    user = new_user()
+    idempotent(post(user, "k", raw=first_body), operation=effect)
+    with pytest.raises(Conflict) as refused:
+        idempotent(post(user, "k", raw=second_body), operation=effect)
+    assert refused.value.code == "idempotency_key_reused"
+    assert effects() == 1
+
+
+@pytest.mark.embedded
+@pytest.mark.django_db
 def test_keys_are_scoped_per_user():
     alice, bob = new_user(), new_user()
     for_alice = idempotent(post(alice, "shared-key"), operation=lambda: effect("alice"))
