@@ -18,15 +18,18 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from captable.models import (
+    UNITS_ASSET_PREFIX,
     Account,
     AccountKind,
     Entry,
@@ -35,7 +38,7 @@ from captable.models import (
     Posting,
     units_asset,
 )
-from common.errors import Conflict, LimitExceeded, NotFound, ValidationFailed
+from common.errors import Conflict, DomainError, LimitExceeded, NotFound, ValidationFailed
 from common.models import User
 from common.money import check_supported_currency, round_minor_units
 from investors.models import Investor
@@ -44,75 +47,85 @@ from offerings.models import Issuer, Offering
 # --- accounts -------------------------------------------------------------------------------
 
 
-def _account(
-    key: str,
-    *,
-    kind: str,
-    asset: str,
-    offering: Offering | None = None,
-    investor: Investor | None = None,
-    issuer: Issuer | None = None,
-    reference: int | None = None,
-) -> Account:
-    account, _ = Account.objects.get_or_create(
-        key=key,
-        defaults={
-            "kind": kind,
-            "asset": asset,
-            "offering": offering,
-            "investor": investor,
-            "issuer": issuer,
-            "reference": reference,
-            "allows_negative": kind in (AccountKind.EXTERNAL, AccountKind.AUTHORIZED),
-        },
-    )
+@dataclass(frozen=True)
+class AccountSpec:
+    """An account named by its key (its identity never changes once created). Operations
+    name accounts this way so that the posting transaction finds, creates if new, and locks
+    them in one statement instead of a lookup per account before the lock."""
+
+    key: str
+    kind: str
+    asset: str
+    offering_id: int | None = None
+    investor_id: int | None = None
+    issuer_id: int | None = None
+    reference: int | None = None
+
+    @property
+    def is_units(self) -> bool:
+        return self.asset.startswith(UNITS_ASSET_PREFIX)
+
+    def create_defaults(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "asset": self.asset,
+            "offering_id": self.offering_id,
+            "investor_id": self.investor_id,
+            "issuer_id": self.issuer_id,
+            "reference": self.reference,
+            "allows_negative": self.kind in (AccountKind.EXTERNAL, AccountKind.AUTHORIZED),
+        }
+
+
+def _account(spec: AccountSpec) -> Account:
+    account, _ = Account.objects.get_or_create(key=spec.key, defaults=spec.create_defaults())
     return account
 
 
-def treasury_account(offering: Offering) -> Account:
-    return _account(
+def treasury_spec(offering: Offering) -> AccountSpec:
+    return AccountSpec(
         f"treasury:o{offering.pk}",
-        kind=AccountKind.TREASURY,
-        asset=units_asset(offering.pk),
-        offering=offering,
+        AccountKind.TREASURY,
+        units_asset(offering.pk),
+        offering_id=offering.pk,
     )
 
 
-def authorized_account(offering: Offering) -> Account:
-    return _account(
+def authorized_spec(offering: Offering) -> AccountSpec:
+    return AccountSpec(
         f"authorized:o{offering.pk}",
-        kind=AccountKind.AUTHORIZED,
-        asset=units_asset(offering.pk),
-        offering=offering,
+        AccountKind.AUTHORIZED,
+        units_asset(offering.pk),
+        offering_id=offering.pk,
     )
 
 
-def holding_account(offering: Offering, investor: Investor) -> Account:
-    return _account(
+def holding_spec(offering: Offering, investor: Investor) -> AccountSpec:
+    return AccountSpec(
         f"holding:o{offering.pk}:i{investor.pk}",
-        kind=AccountKind.HOLDING,
-        asset=units_asset(offering.pk),
-        offering=offering,
-        investor=investor,
+        AccountKind.HOLDING,
+        units_asset(offering.pk),
+        offering_id=offering.pk,
+        investor_id=investor.pk,
     )
 
 
-def escrow_account(offering: Offering, investor: Investor) -> Account:
-    return _account(
+def escrow_spec(offering: Offering, investor: Investor) -> AccountSpec:
+    return AccountSpec(
         f"escrow:o{offering.pk}:i{investor.pk}",
-        kind=AccountKind.ESCROW,
-        asset=offering.currency,
-        offering=offering,
-        investor=investor,
+        AccountKind.ESCROW,
+        offering.currency,
+        offering_id=offering.pk,
+        investor_id=investor.pk,
     )
 
 
-def cash_account(investor: Investor, currency: str) -> Account:
-    return _account(
+def cash_spec(investor: Investor, currency: str) -> AccountSpec:
+    return AccountSpec(
         f"cash:i{investor.pk}:{check_supported_currency(currency)}",
-        kind=AccountKind.CASH,
-        asset=currency,
-        investor=investor,
+        AccountKind.CASH,
+        currency,
+        investor_id=investor.pk,
     )
 
 
@@ -124,40 +137,77 @@ ISSUER_ACCOUNT_KINDS = (
 )
 
 
-def issuer_account(issuer: Issuer, kind: str, currency: str) -> Account:
+def issuer_spec(issuer: Issuer, kind: str, currency: str) -> AccountSpec:
     if kind not in ISSUER_ACCOUNT_KINDS:
         raise ValueError(f"{kind} is not an issuer account")
-    return _account(
+    return AccountSpec(
         f"{kind}:s{issuer.pk}:{check_supported_currency(currency)}",
-        kind=kind,
-        asset=currency,
-        issuer=issuer,
+        kind,
+        currency,
+        issuer_id=issuer.pk,
     )
 
 
-def distribution_payable_account(distribution_id: int, currency: str) -> Account:
-    return _account(
+def distribution_payable_spec(distribution_id: int, currency: str) -> AccountSpec:
+    return AccountSpec(
         f"distribution_payable:d{distribution_id}:{check_supported_currency(currency)}",
-        kind=AccountKind.DISTRIBUTION_PAYABLE,
-        asset=currency,
+        AccountKind.DISTRIBUTION_PAYABLE,
+        currency,
         reference=distribution_id,
     )
 
 
-def platform_fees_account(currency: str) -> Account:
-    return _account(
+def platform_fees_spec(currency: str) -> AccountSpec:
+    return AccountSpec(
         f"platform_fees:{check_supported_currency(currency)}",
-        kind=AccountKind.PLATFORM_FEES,
-        asset=currency,
+        AccountKind.PLATFORM_FEES,
+        currency,
     )
+
+
+def external_spec(currency: str) -> AccountSpec:
+    return AccountSpec(
+        f"external:{check_supported_currency(currency)}", AccountKind.EXTERNAL, currency
+    )
+
+
+# The same accounts as rows (created on first use), for callers outside a posting.
+
+
+def treasury_account(offering: Offering) -> Account:
+    return _account(treasury_spec(offering))
+
+
+def authorized_account(offering: Offering) -> Account:
+    return _account(authorized_spec(offering))
+
+
+def holding_account(offering: Offering, investor: Investor) -> Account:
+    return _account(holding_spec(offering, investor))
+
+
+def escrow_account(offering: Offering, investor: Investor) -> Account:
+    return _account(escrow_spec(offering, investor))
+
+
+def cash_account(investor: Investor, currency: str) -> Account:
+    return _account(cash_spec(investor, currency))
+
+
+def issuer_account(issuer: Issuer, kind: str, currency: str) -> Account:
+    return _account(issuer_spec(issuer, kind, currency))
+
+
+def distribution_payable_account(distribution_id: int, currency: str) -> Account:
+    return _account(distribution_payable_spec(distribution_id, currency))
+
+
+def platform_fees_account(currency: str) -> Account:
+    return _account(platform_fees_spec(currency))
 
 
 def external_account(currency: str) -> Account:
-    return _account(
-        f"external:{check_supported_currency(currency)}",
-        kind=AccountKind.EXTERNAL,
-        asset=currency,
-    )
+    return _account(external_spec(currency))
 
 
 # --- the posting primitive ----------------------------------------------------------------
@@ -174,11 +224,18 @@ class NewLot:
 
 @dataclass(frozen=True)
 class Leg:
+    """One posting to be made. `lot_remaining`: the lot's quanta as read under the entry's
+    account locks (open_lots), so the lot check needs no second read."""
+
     account: Account
     amount: int
     cost_minor: int = 0
     lot_id: int | None = None
     new_lot: NewLot | None = None
+    lot_remaining: int | None = None
+
+
+LockedAccounts = Mapping[str, Account]
 
 
 def request_digest(kind: str, request: Mapping[str, Any]) -> str:
@@ -186,24 +243,45 @@ def request_digest(kind: str, request: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _key_reused(idempotency_key: str) -> Conflict:
+    return Conflict(
+        f"Idempotency key {idempotency_key!r} was already used for a different request.",
+        code="idempotency_key_reused",
+    )
+
+
 def _replayed(idempotency_key: str, digest: str) -> Entry | None:
     existing = Entry.objects.filter(idempotency_key=idempotency_key).first()
-    if existing is None:
-        return None
-    if existing.request_digest != digest:
-        raise Conflict(
-            f"Idempotency key {idempotency_key!r} was already used for a different request.",
-            code="idempotency_key_reused",
-        )
+    if existing is not None and existing.request_digest != digest:
+        raise _key_reused(idempotency_key)
     return existing
 
 
-def lock_accounts(accounts: Sequence[Account]) -> dict[int, Account]:
-    """Lock rows in primary-key order (every writer does the same, so no deadlock) and
-    return them fresh, with current balances."""
-    ids = sorted({account.pk for account in accounts})
-    locked = Account.objects.select_for_update().filter(pk__in=ids).order_by("pk")
-    return {account.pk: account for account in locked}
+def _select_for_update(keys: Sequence[str]) -> dict[str, Account]:
+    # Hand-written (a raw queryset still converts values): this runs in every posting.
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    placeholders = ", ".join(["%s"] * len(keys))
+    locked = Account.objects.raw(
+        f"SELECT * FROM captable_account WHERE key IN ({placeholders}) ORDER BY id{lock}",  # noqa: S608
+        list(keys),
+    )
+    return {account.key: account for account in locked}
+
+
+def lock_accounts(accounts: Sequence[Account | AccountSpec]) -> dict[str, Account]:
+    """Lock the accounts' rows in primary-key order (every writer does the same, so no
+    deadlock), creating those named by a spec that do not exist yet; return them fresh, with
+    current balances, by key."""
+    wanted = {account.key: account for account in accounts}
+    locked = _select_for_update(list(wanted))
+    missing = [spec for key, spec in wanted.items() if key not in locked]
+    if missing:
+        for spec in missing:
+            if not isinstance(spec, AccountSpec):
+                raise NotFound(f"Account {spec.key} does not exist.", code="account_not_found")
+            _account(spec)
+        locked = _select_for_update(list(wanted))
+    return locked
 
 
 def _chain_of(legs: Sequence[Leg]) -> str:
@@ -213,11 +291,11 @@ def _chain_of(legs: Sequence[Leg]) -> str:
     return f"cash:{min(leg.account.asset for leg in legs)}"
 
 
-def _check_legs(legs: Sequence[Leg], locked: Mapping[int, Account]) -> None:
+def _check_legs(legs: Sequence[Leg], locked: LockedAccounts) -> None:
     if len(legs) < 2:
         raise ValidationFailed("An entry needs at least two postings.", code="entry_too_small")
     sums: dict[str, int] = defaultdict(int)
-    deltas: dict[int, int] = defaultdict(int)
+    deltas: dict[str, int] = defaultdict(int)
     for leg in legs:
         if isinstance(leg.amount, bool) or not isinstance(leg.amount, int):
             raise TypeError("ledger amounts are ints (minor units or quanta)")
@@ -230,13 +308,13 @@ def _check_legs(legs: Sequence[Leg], locked: Mapping[int, Account]) -> None:
         if leg.new_lot is not None and leg.amount < 0:
             raise ValueError("a new lot opens with a positive amount")
         sums[leg.account.asset] += leg.amount
-        deltas[leg.account.pk] += leg.amount
+        deltas[leg.account.key] += leg.amount
     unbalanced = {asset: total for asset, total in sums.items() if total}
     if unbalanced:
         raise ValidationFailed(f"Entry does not balance: {unbalanced}.", code="entry_unbalanced")
     _check_lots(legs)
-    for account_id, delta in sorted(deltas.items()):
-        account = locked[account_id]
+    for key, delta in sorted(deltas.items()):
+        account = locked[key]
         if not account.allows_negative and account.balance + delta < 0:
             raise LimitExceeded(
                 f"{account.key} holds {account.balance}; this needs {-delta}.",
@@ -248,20 +326,24 @@ def _check_legs(legs: Sequence[Leg], locked: Mapping[int, Account]) -> None:
 
 
 def _check_lots(legs: Sequence[Leg]) -> None:
-    """A lot never goes below zero (the database checks it too)."""
+    """A lot never goes below zero (the database checks it too). Lots read under the locks
+    by open_lots carry what remains; others are read here."""
     taken: dict[int, int] = defaultdict(int)
+    remaining: dict[int, int] = {}
     for leg in legs:
         if leg.lot_id is not None:
             taken[leg.lot_id] += leg.amount
+            if leg.lot_remaining is not None:
+                remaining[leg.lot_id] = leg.lot_remaining
     drawn = {lot_id: delta for lot_id, delta in taken.items() if delta < 0}
-    if not drawn:
-        return
-    remaining = dict(
-        Posting.objects.filter(lot_id__in=drawn)
-        .values("lot_id")
-        .annotate(quanta=Sum("amount"))
-        .values_list("lot_id", "quanta")
-    )
+    unread = [lot_id for lot_id in drawn if lot_id not in remaining]
+    if unread:
+        remaining.update(
+            Posting.objects.filter(lot_id__in=unread)
+            .values("lot_id")
+            .annotate(quanta=Sum("amount"))
+            .values_list("lot_id", "quanta")
+        )
     for lot_id, delta in sorted(drawn.items()):
         if remaining.get(lot_id, 0) + delta < 0:
             raise LimitExceeded(
@@ -275,29 +357,36 @@ def entry_post(
     kind: str,
     idempotency_key: str,
     request: Mapping[str, Any],
-    build_legs: Callable[[], Sequence[Leg]],
-    lock_first: Sequence[Account],
+    build_legs: Callable[[LockedAccounts], Sequence[Leg]],
+    lock_first: Sequence[Account | AccountSpec],
     actor: User | None = None,
     memo: str = "",
     metadata: Mapping[str, Any] | None = None,
     reverses: Entry | None = None,
 ) -> Entry:
-    """Post one entry. `build_legs` runs after `lock_first` are locked, so legs computed from
-    the current state (FIFO lots, balances) cannot be invalidated by a concurrent writer."""
+    """Post one entry. `build_legs` gets the `lock_first` accounts, locked, so legs computed
+    from the current state (FIFO lots, balances) cannot be invalidated by a concurrent writer.
+
+    Idempotency costs nothing on the common path: the entry INSERT skips a used key, and only
+    then (or when the legs cannot be built any more) is the first entry read and compared."""
     if not idempotency_key or len(idempotency_key) > 200:
         raise ValidationFailed(
             "An idempotency key of 1 to 200 characters is required.", code="idempotency_key"
         )
     digest = request_digest(kind, request)
     with transaction.atomic():
-        replay = _replayed(idempotency_key, digest)
-        if replay is not None:
-            return replay
-        locked = lock_accounts(lock_first)
-        legs = list(build_legs())
-        missing = {leg.account.pk for leg in legs} - set(locked)
-        locked.update(lock_accounts([leg.account for leg in legs if leg.account.pk in missing]))
-        _check_legs(legs, locked)
+        try:
+            locked = lock_accounts(lock_first)
+            legs = list(build_legs(locked))
+            extra = [leg.account for leg in legs if leg.account.key not in locked]
+            if extra:
+                locked = {**locked, **lock_accounts(extra)}
+            _check_legs(legs, locked)
+        except DomainError:
+            replay = _replayed(idempotency_key, digest)  # posted before: replay, not refuse
+            if replay is not None:
+                return replay
+            raise
         entry = _insert_entry(
             kind=kind,
             idempotency_key=idempotency_key,
@@ -308,13 +397,13 @@ def entry_post(
             metadata=metadata,
             reverses=reverses,
         )
-        if entry.request_digest != digest:  # a concurrent writer used the key first
-            raise Conflict(
-                f"Idempotency key {idempotency_key!r} was already used for a different request.",
-                code="idempotency_key_reused",
-            )
-        chain = entry.chain
-        transaction.on_commit(lambda: _seal_after_commit(chain))
+        if entry is None:  # the key was used first (maybe by a concurrent writer)
+            replay = _replayed(idempotency_key, digest)
+            assert replay is not None
+            return replay
+        if settings.LEDGER_SEAL_ON_COMMIT:
+            chain = entry.chain
+            transaction.on_commit(lambda: _seal_after_commit(chain))
     return entry
 
 
@@ -328,55 +417,170 @@ def _insert_entry(
     memo: str,
     metadata: Mapping[str, Any] | None,
     reverses: Entry | None,
-) -> Entry:
+) -> Entry | None:
+    """Entry, lots, postings: one statement on PostgreSQL, three INSERTs on SQLite. None when
+    the idempotency key is taken."""
     effective_at = timezone.now()
-    try:
-        with transaction.atomic():
-            entry = Entry.objects.create(
-                kind=kind,
-                idempotency_key=idempotency_key,
-                request_digest=digest,
-                effective_at=effective_at,
-                created_by=actor,
-                memo=memo,
-                reverses=reverses,
-                chain=_chain_of(legs),
-                metadata=dict(metadata or {}),
-            )
-    except IntegrityError:
-        existing = Entry.objects.filter(idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return existing
-        raise Conflict(
-            f"Entry {reverses.pk if reverses else ''} is already reversed.",
-            code="already_reversed",
-        ) from None
-    postings = []
+    entry = Entry(
+        kind=kind,
+        idempotency_key=idempotency_key,
+        request_digest=digest,
+        effective_at=effective_at,
+        created_by=actor,
+        memo=memo,
+        reverses=reverses,
+        chain=_chain_of(legs),
+        metadata=dict(metadata or {}),
+    )
     # Credits first, so an account that is both debited and credited never dips transiently.
-    for leg in sorted(legs, key=lambda leg: -leg.amount):
-        lot_id = leg.lot_id
-        if leg.new_lot is not None:
-            lot_id = Lot.objects.create(
-                holding=leg.account,
-                acquired_by=entry,
-                issued_at=leg.new_lot.issued_at or effective_at,
-                origin_lot_id=leg.new_lot.origin_lot_id,
-                quanta_acquired=leg.amount,
-                cost_minor_acquired=leg.cost_minor,
-            ).pk
-        postings.append(
-            Posting(
-                entry=entry,
-                account=leg.account,
-                asset=leg.account.asset,
-                amount=leg.amount,
-                cost_minor=leg.cost_minor,
-                lot_id=lot_id,
-                effective_at=effective_at,
-            )
+    legs = sorted(legs, key=lambda leg: -leg.amount)
+    if connection.vendor == "postgresql":
+        return entry if _insert_in_one_statement(entry, legs) else None
+    if not _insert_unless_key_taken(entry):
+        return None
+    new_lots = [
+        Lot(
+            holding=leg.account,
+            acquired_by=entry,
+            issued_at=leg.new_lot.issued_at or effective_at,
+            origin_lot_id=leg.new_lot.origin_lot_id,
+            quanta_acquired=leg.amount,
+            cost_minor_acquired=leg.cost_minor,
         )
-    Posting.objects.bulk_create(postings)
+        for leg in legs
+        if leg.new_lot is not None
+    ]
+    opened = iter(Lot.objects.bulk_create(new_lots) if new_lots else [])
+    Posting.objects.bulk_create(
+        Posting(
+            entry=entry,
+            account=leg.account,
+            asset=leg.account.asset,
+            amount=leg.amount,
+            cost_minor=leg.cost_minor,
+            lot_id=next(opened).pk if leg.new_lot is not None else leg.lot_id,
+            effective_at=effective_at,
+        )
+        for leg in legs
+    )
     return entry
+
+
+def _fetch(sql: str, params: Sequence[Any], *, prepared: bool = False) -> list[tuple[Any, ...]]:
+    """Rows of a hand-written statement. `prepared` on PostgreSQL: a server-side prepared
+    statement (psycopg caches it per connection), so the hot ledger statements are planned
+    once per connection instead of on every posting."""
+    if not (prepared and connection.vendor == "postgresql"):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    import psycopg
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _entry_columns_and_values(entry: Entry) -> tuple[str, list[Any]]:
+    fields = [f for f in Entry._meta.concrete_fields if f is not Entry._meta.pk]
+    columns = ", ".join(connection.ops.quote_name(f.column or f.attname) for f in fields)
+    values = [f.get_db_prep_save(f.pre_save(entry, add=True), connection) for f in fields]
+    return columns, values
+
+
+def _entry_saved(entry: Entry, entry_id: int) -> None:
+    entry.pk = entry_id
+    entry._state.adding = False
+    entry._state.db = connection.alias
+
+
+# PostgreSQL: the entry, its new lots and its postings in ONE statement (one round trip).
+# Lot ids are drawn from the lot sequence up front so postings can name them; every table's
+# triggers and foreign keys still run (row triggers at the end of the statement, the
+# balanced-entry check at COMMIT). If the idempotency key is taken nothing is inserted.
+_INSERT_ENTRY_SQL = """
+WITH new_entry AS (
+    INSERT INTO captable_entry ({columns}) VALUES ({placeholders})
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+), leg AS MATERIALIZED (
+    SELECT l.*, CASE WHEN l.opens_lot
+                THEN nextval(pg_get_serial_sequence('captable_lot', 'id')) END AS new_lot_id
+    FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[],
+                %s::boolean[], %s::timestamptz[], %s::bigint[])
+         WITH ORDINALITY AS l(account_id, asset, amount, cost_minor, lot_id, opens_lot,
+                              issued_at, origin_lot_id, position)
+    WHERE EXISTS (SELECT FROM new_entry)
+), new_lot AS (
+    INSERT INTO captable_lot (id, holding_id, acquired_by_id, issued_at, origin_lot_id,
+                              quanta_acquired, cost_minor_acquired)
+    SELECT leg.new_lot_id, leg.account_id, new_entry.id, leg.issued_at, leg.origin_lot_id,
+           leg.amount, leg.cost_minor
+    FROM leg CROSS JOIN new_entry WHERE leg.opens_lot ORDER BY leg.position
+), new_posting AS (
+    INSERT INTO captable_posting (entry_id, account_id, asset, amount, cost_minor, lot_id,
+                                  effective_at)
+    SELECT new_entry.id, leg.account_id, leg.asset, leg.amount, leg.cost_minor,
+           COALESCE(leg.lot_id, leg.new_lot_id), %s
+    FROM leg CROSS JOIN new_entry ORDER BY leg.position
+)
+SELECT id FROM new_entry
+"""
+
+
+def _insert_in_one_statement(entry: Entry, legs: Sequence[Leg]) -> bool:
+    columns, values = _entry_columns_and_values(entry)
+    sql = _INSERT_ENTRY_SQL.format(columns=columns, placeholders=", ".join(["%s"] * len(values)))
+    opens = [leg.new_lot is not None for leg in legs]
+    params = [
+        *values,
+        [leg.account.pk for leg in legs],
+        [leg.account.asset for leg in legs],
+        [leg.amount for leg in legs],
+        [leg.cost_minor for leg in legs],
+        [leg.lot_id for leg in legs],
+        opens,
+        [(leg.new_lot.issued_at or entry.effective_at) if leg.new_lot else None for leg in legs],
+        [leg.new_lot.origin_lot_id if leg.new_lot else None for leg in legs],
+        entry.effective_at,
+    ]
+    row = _execute_entry_insert(entry, sql, params)
+    if row is None:
+        return False
+    _entry_saved(entry, row[0])
+    return True
+
+
+def _execute_entry_insert(entry: Entry, sql: str, params: Sequence[Any]) -> Any:
+    """Run an entry INSERT; a unique clash other than the idempotency key (the reversed entry)
+    is a Conflict."""
+    try:
+        rows = _fetch(sql, params, prepared=True)
+    except IntegrityError:
+        if entry.reverses_id is None:
+            raise
+        raise Conflict(
+            f"Entry {entry.reverses_id} is already reversed.", code="already_reversed"
+        ) from None
+    return rows[0] if rows else None
+
+
+def _insert_unless_key_taken(entry: Entry) -> bool:
+    """INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING id: no savepoint, and a
+    concurrent writer of the same key waits for ours to commit."""
+    columns, values = _entry_columns_and_values(entry)
+    placeholders = ", ".join(["%s"] * len(values))
+    # Only quoted identifiers from the model are interpolated; every value is a parameter.
+    sql = (
+        f"INSERT INTO captable_entry ({columns}) VALUES ({placeholders}) "  # noqa: S608
+        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+    )
+    row = _execute_entry_insert(entry, sql, values)
+    if row is None:
+        return False
+    _entry_saved(entry, row[0])
+    return True
 
 
 def _seal_after_commit(chain: str) -> None:
@@ -396,18 +600,33 @@ class OpenLot:
     cost_minor: int
 
 
+_OPEN_LOTS_SQL = """
+SELECT p.lot_id, l.issued_at, SUM(p.amount), SUM(p.cost_minor)
+FROM captable_posting p JOIN captable_lot l ON l.id = p.lot_id
+WHERE p.account_id = %s
+GROUP BY p.lot_id, l.issued_at
+HAVING SUM(p.amount) > 0
+ORDER BY l.issued_at, p.lot_id
+"""
+
+
 def open_lots(holding: Account) -> list[OpenLot]:
-    """The holding's lots with units left, oldest issue first (the FIFO order)."""
-    rows = (
-        Posting.objects.filter(account=holding)
-        .values("lot_id", "lot__issued_at")
-        .annotate(quanta=Sum("amount"), cost=Sum("cost_minor"))
-        .filter(quanta__gt=0)
-        .order_by("lot__issued_at", "lot_id")
-    )
+    """The holding's lots with units left, oldest issue first (the FIFO order). Hand-written
+    SQL: it runs inside every transfer and redemption, under the account locks."""
+    rows = _fetch(_OPEN_LOTS_SQL, [holding.pk], prepared=True)
     return [
-        OpenLot(row["lot_id"], row["lot__issued_at"], row["quanta"], row["cost"]) for row in rows
+        OpenLot(lot_id, _aware(issued_at), int(quanta), int(cost))
+        for lot_id, issued_at, quanta, cost in rows
     ]
+
+
+def _aware(value: datetime | str) -> datetime:
+    """A timestamp read by hand-written SQL: PostgreSQL gives an aware datetime; SQLite gives
+    text or a naive datetime, in UTC (as Django stores it)."""
+    moment = parse_datetime(value) if isinstance(value, str) else value
+    if moment is None:
+        raise ValueError(f"not a timestamp: {value!r}")
+    return moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -446,6 +665,16 @@ def take_first_in_first_out(lots: Sequence[OpenLot], quanta: int) -> list[LotTak
 # --- operations -----------------------------------------------------------------------------
 
 
+def _lot_draw(holding: Account, take: LotTake) -> Leg:
+    return Leg(
+        holding,
+        -take.quanta,
+        -take.cost_minor,
+        lot_id=take.lot.lot_id,
+        lot_remaining=take.lot.quanta,
+    )
+
+
 def _positive(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValidationFailed(f"{name} must be a positive integer.", code="invalid_quantity")
@@ -457,13 +686,16 @@ def units_authorize(
 ) -> Entry:
     """The issuer authorizes `quanta` more units: authorized counter → treasury."""
     _positive(quanta, "quanta")
-    treasury, authorized = treasury_account(offering), authorized_account(offering)
+    treasury, authorized = treasury_spec(offering), authorized_spec(offering)
     return entry_post(
         kind=EntryKind.AUTHORIZE,
         idempotency_key=idempotency_key,
         request={"offering": offering.pk, "quanta": quanta},
         lock_first=[treasury, authorized],
-        build_legs=lambda: [Leg(treasury, quanta), Leg(authorized, -quanta)],
+        build_legs=lambda locked: [
+            Leg(locked[treasury.key], quanta),
+            Leg(locked[authorized.key], -quanta),
+        ],
         actor=actor,
     )
 
@@ -482,7 +714,7 @@ def units_issue(
     _positive(quanta, "quanta")
     if isinstance(cost_minor, bool) or not isinstance(cost_minor, int) or cost_minor < 0:
         raise ValidationFailed("cost must be a non-negative integer.", code="invalid_amount")
-    treasury, holding = treasury_account(offering), holding_account(offering, investor)
+    treasury, holding = treasury_spec(offering), holding_spec(offering, investor)
     return entry_post(
         kind=EntryKind.ISSUE,
         idempotency_key=idempotency_key,
@@ -493,9 +725,9 @@ def units_issue(
             "cost": cost_minor,
         },
         lock_first=[treasury, holding],
-        build_legs=lambda: [
-            Leg(treasury, -quanta),
-            Leg(holding, quanta, cost_minor, new_lot=NewLot()),
+        build_legs=lambda locked: [
+            Leg(locked[treasury.key], -quanta),
+            Leg(locked[holding.key], quanta, cost_minor, new_lot=NewLot()),
         ],
         actor=actor,
         memo=memo,
@@ -517,15 +749,16 @@ def units_transfer(
     _positive(quanta, "quanta")
     if seller.pk == buyer.pk:
         raise ValidationFailed("Seller and buyer are the same investor.", code="self_transfer")
-    source, destination = holding_account(offering, seller), holding_account(offering, buyer)
+    source, destination = holding_spec(offering, seller), holding_spec(offering, buyer)
 
-    def legs() -> list[Leg]:
+    def legs(locked: LockedAccounts) -> list[Leg]:
         result = []
-        for take in take_first_in_first_out(open_lots(source), quanta):
-            result.append(Leg(source, -take.quanta, -take.cost_minor, lot_id=take.lot.lot_id))
+        held = locked[source.key]
+        for take in take_first_in_first_out(open_lots(held), quanta):
+            result.append(_lot_draw(held, take))
             result.append(
                 Leg(
-                    destination,
+                    locked[destination.key],
                     take.quanta,
                     take.cost_minor,
                     new_lot=NewLot(take.lot.issued_at, origin_lot_id=take.lot.lot_id),
@@ -566,16 +799,17 @@ def units_redeem(
     _positive(quanta, "quanta")
     if isinstance(price_minor, bool) or not isinstance(price_minor, int) or price_minor < 0:
         raise ValidationFailed("price must be a non-negative integer.", code="invalid_amount")
-    holding, treasury = holding_account(offering, investor), treasury_account(offering)
-    operating = issuer_account(offering.issuer, AccountKind.OPERATING, offering.currency)
-    cash = cash_account(investor, offering.currency)
+    holding, treasury = holding_spec(offering, investor), treasury_spec(offering)
+    operating = issuer_spec(offering.issuer, AccountKind.OPERATING, offering.currency)
+    cash = cash_spec(investor, offering.currency)
 
-    def legs() -> list[Leg]:
-        result = [Leg(treasury, quanta)]
-        for take in take_first_in_first_out(open_lots(holding), quanta):
-            result.append(Leg(holding, -take.quanta, -take.cost_minor, lot_id=take.lot.lot_id))
+    def legs(locked: LockedAccounts) -> list[Leg]:
+        result = [Leg(locked[treasury.key], quanta)]
+        held = locked[holding.key]
+        for take in take_first_in_first_out(open_lots(held), quanta):
+            result.append(_lot_draw(held, take))
         if price_minor:
-            result += [Leg(operating, -price_minor), Leg(cash, price_minor)]
+            result += [Leg(locked[operating.key], -price_minor), Leg(locked[cash.key], price_minor)]
         return result
 
     return entry_post(
@@ -599,8 +833,8 @@ CASH_KINDS = (EntryKind.CASH_IN, EntryKind.CASH_MOVE, EntryKind.CASH_OUT)
 
 def cash_move(
     *,
-    source: Account,
-    destination: Account,
+    source: Account | AccountSpec,
+    destination: Account | AccountSpec,
     amount_minor: int,
     idempotency_key: str,
     actor: User | None = None,
@@ -616,7 +850,7 @@ def cash_move(
             "one is a units account.",
             code="invalid_cash_move",
         )
-    if source.pk == destination.pk:
+    if source.key == destination.key:
         raise ValidationFailed("Source and destination are the same.", code="self_transfer")
     kind = (
         EntryKind.CASH_IN
@@ -630,7 +864,10 @@ def cash_move(
         idempotency_key=idempotency_key,
         request={"from": source.key, "to": destination.key, "amount": amount_minor},
         lock_first=[source, destination],
-        build_legs=lambda: [Leg(source, -amount_minor), Leg(destination, amount_minor)],
+        build_legs=lambda locked: [
+            Leg(locked[source.key], -amount_minor),
+            Leg(locked[destination.key], amount_minor),
+        ],
         actor=actor,
         memo=memo,
         metadata=metadata,
@@ -658,8 +895,8 @@ def entry_reverse(
         idempotency_key=idempotency_key,
         request={"reverses": original.pk},
         lock_first=accounts,
-        build_legs=lambda: [
-            Leg(p.account, -p.amount, -p.cost_minor, lot_id=p.lot_id) for p in postings
+        build_legs=lambda locked: [
+            Leg(locked[p.account.key], -p.amount, -p.cost_minor, lot_id=p.lot_id) for p in postings
         ],
         actor=actor,
         memo=reason,

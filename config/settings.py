@@ -206,10 +206,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
+# Tamper-evidence seals: with a broker, beat seals committed entries in batches every few
+# seconds (ledger writes never wait on a chain); without one, each commit seals at once.
+LEDGER_SEAL_INTERVAL_SECONDS = float(env_int("LEDGER_SEAL_INTERVAL_SECONDS", 2))
+LEDGER_SEAL_ON_COMMIT = env_bool("LEDGER_SEAL_ON_COMMIT", CELERY_TASK_ALWAYS_EAGER)
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "common.outbox_relay", "schedule": 5.0},
     "open-due-offerings": {"task": "offerings.open_due", "schedule": 60.0},
-    "seal-ledger": {"task": "captable.seal_ledger", "schedule": 10.0},
+    "seal-ledger": {"task": "captable.seal_ledger", "schedule": LEDGER_SEAL_INTERVAL_SECONDS},
+    "purge-idempotency-keys": {"task": "common.idempotency_purge", "schedule": 3600.0},
 }
 OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 500)
 
