@@ -1,0 +1,685 @@
+"""Subscriptions up to funding: subscribe (reserve units or join the waitlist), sign the
+agreement, cancel, and expire unfunded reservations.
+
+    waitlisted → reserved → signed → funded → accepted
+         ↓           ↓         ↓        ↓
+     cancelled   cancelled / expired   refunded / rejected   (funding and closing: later)
+
+Rules kept here:
+- Never oversold. Reservations are not ledger entries: a reservation raises
+  `Offering.units_reserved_quanta` by ONE conditional UPDATE that also requires the offering to
+  be live and open and enough supply left (`reserved + issued + q <= authorized`, and never more
+  units than `max_raise` buys), backed by the offering's database check. `updated_at` is
+  bumped with it (the public offering list is cached on it).
+- The waitlist is first come, first served (by id): when supply runs out, or while anyone is
+  already waiting, a new subscription is waitlisted. Units released by a cancellation or an
+  expiry are offered to the waitlist in order, in the same transaction, until the head no
+  longer fits: a later, smaller request never jumps the queue.
+- Per investor and offering the totals (waitlisted included) stay within the offering's
+  minimum and maximum; the exemption's rule pack (investors/compliance.py) decides the rest,
+  and the decision and its rule version are stored on the subscription. Every refusal is a
+  `DomainError` raised before anything is written.
+- Locks are always taken in the same order: investor row → offering row → subscription rows.
+  Subscribing locks the investor row first, so two concurrent subscriptions of one investor
+  are counted one after the other (never both against the same totals).
+- Every status change is a compare-and-swap (`filter(pk=..., status=old).update(...)`, exactly
+  one row) with an append-only history row.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from captable.models import (
+    SUBSCRIPTION_HOLDING_STATUSES,
+    SUBSCRIPTION_UNFUNDED_STATUSES,
+    Subscription,
+    SubscriptionAgreement,
+    SubscriptionStatus,
+    SubscriptionStatusChange,
+)
+from captable.subscription_selectors import (
+    cancel_deadline,
+    investor_offering_totals,
+    non_accredited_purchaser_count,
+    reg_cf_invested_12_months_minor,
+    subscription_agreement_document,
+    waitlist_exists,
+)
+from common.errors import (
+    Conflict,
+    InvalidTransition,
+    LimitExceeded,
+    NotAllowed,
+    NotFound,
+    ValidationFailed,
+)
+from common.models import User
+from common.money import basis_points_of, format_minor_units
+from investors.compliance import (
+    ComplianceDecision,
+    ecsp_check,
+    ecsp_pack,
+    reg_a_tier2_investor_limit,
+    reg_cf_investor_limit,
+    reg_d_506b_check,
+    reg_d_506c_check,
+)
+from investors.models import AccreditationStatus, Investor, KycStatus
+from investors.selectors import (
+    investor_facts,
+    investor_is_sophisticated_for_506b,
+    investor_of_user,
+    investor_verified_accreditation_expires_at,
+)
+from offerings.exemptions import Exemption
+from offerings.models import Offering, OfferingStatus
+from offerings.quantities import cost_of_quanta_minor, format_units
+from offerings.selectors import offerings_visible_to, relationship_days
+
+RESERVATION_TTL_HOURS_DEFAULT = 72
+
+
+def reservation_ttl() -> timedelta:
+    """How long reserved units wait for the money (setting SUBSCRIPTION_RESERVATION_TTL_HOURS)."""
+    hours = getattr(settings, "SUBSCRIPTION_RESERVATION_TTL_HOURS", RESERVATION_TTL_HOURS_DEFAULT)
+    return timedelta(hours=int(hours))
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def _money(amount_minor: int, currency: str) -> str:
+    return f"{currency} {format_minor_units(amount_minor, currency)}"
+
+
+def _units(quanta: int, offering: Offering) -> str:
+    return format_units(quanta, offering.quanta_per_unit)
+
+
+def _history(
+    subscription_id: int, from_status: str, to_status: str, actor: User | None, reason: str
+) -> None:
+    SubscriptionStatusChange.objects.create(
+        subscription_id=subscription_id,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor,
+        reason=reason,
+    )
+
+
+def _transition(
+    subscription: Subscription,
+    *,
+    allowed_from: tuple[str, ...],
+    to_status: str,
+    actor: User | None,
+    reason: str,
+    now: datetime,
+    **updates: object,
+) -> None:
+    """Compare-and-swap the status (exactly one row) and write the history row. Runs inside
+    the caller's transaction."""
+    expected = subscription.status
+    if expected not in allowed_from:
+        raise InvalidTransition(
+            f"subscription is {expected}; it cannot become {to_status}.", from_status=expected
+        )
+    changed = Subscription.objects.filter(pk=subscription.pk, status=expected).update(
+        status=to_status, updated_at=now, **updates
+    )
+    if changed != 1:
+        current = Subscription.objects.filter(pk=subscription.pk).values_list("status", flat=True)
+        raise InvalidTransition(
+            f"subscription is {current.first()}; it cannot become {to_status}.",
+            from_status=current.first(),
+        )
+    _history(subscription.pk, expected, to_status, actor, reason)
+    subscription.status = to_status
+    for name, value in updates.items():
+        setattr(subscription, name, value)
+
+
+# --- supply: reserve, release, promote ------------------------------------------------------------
+
+
+def supply_quanta(offering: Offering) -> int:
+    """Units for sale: the authorized units, but never more than `max_raise` buys."""
+    raise_cap_quanta = offering.max_raise_minor * offering.quanta_per_unit
+    return min(offering.units_authorized_quanta, raise_cap_quanta // offering.price_per_unit_minor)
+
+
+def _reserve(offering: Offering, quanta: int, now: datetime) -> bool:
+    """ONE conditional UPDATE: reserve `quanta` if the offering is live, open and has them."""
+    issued = F("units_issued_quanta")
+    changed = (
+        Offering.objects.filter(
+            pk=offering.pk,
+            status=OfferingStatus.LIVE,
+            opens_at__lte=now,
+            closes_at__gt=now,
+            units_reserved_quanta__lte=F("units_authorized_quanta") - issued - quanta,
+        )
+        .filter(units_reserved_quanta__lte=supply_quanta(offering) - quanta - issued)
+        .update(units_reserved_quanta=F("units_reserved_quanta") + quanta, updated_at=now)
+    )
+    return changed == 1
+
+
+def _release(offering_id: int, quanta: int, now: datetime) -> None:
+    changed = Offering.objects.filter(pk=offering_id).update(
+        units_reserved_quanta=F("units_reserved_quanta") - quanta, updated_at=now
+    )
+    assert changed == 1
+
+
+def _offering_locked(offering_id: int) -> Offering:
+    # FOR NO KEY UPDATE: serializes with the reservation UPDATEs and status changes, without
+    # blocking other transactions' foreign keys to the offering.
+    return Offering.objects.select_for_update(no_key=True).get(pk=offering_id)
+
+
+def _is_open(offering: Offering, now: datetime) -> bool:
+    return offering.status == OfferingStatus.LIVE and offering.opens_at <= now < offering.closes_at
+
+
+def _waitlist_promote(offering_id: int, now: datetime) -> list[int]:
+    """Offer released units to the waitlist in order, while the head fits. The caller holds
+    the offering's row lock."""
+    offering = Offering.objects.get(pk=offering_id)
+    promoted: list[int] = []
+    if not _is_open(offering, now):
+        return promoted  # closing deals with whoever still waits
+    expires_at = now + reservation_ttl()
+    while True:
+        head = (
+            Subscription.objects.filter(
+                offering_id=offering_id, status=SubscriptionStatus.WAITLISTED
+            )
+            .order_by("pk")
+            .first()
+        )
+        if head is None or not _reserve(offering, head.quanta, now):
+            return promoted
+        try:
+            _transition(
+                head,
+                allowed_from=(SubscriptionStatus.WAITLISTED,),
+                to_status=SubscriptionStatus.RESERVED,
+                actor=None,
+                reason="Promoted from the waitlist: units were released.",
+                now=now,
+                reserved_at=now,
+                expires_at=expires_at,
+            )
+        except InvalidTransition:
+            _release(offering_id, head.quanta, now)  # it left the waitlist meanwhile
+            continue
+        promoted.append(head.pk)
+
+
+def _reserve_or_waitlist(offering: Offering, quanta: int, now: datetime) -> bool:
+    """True: reserved; False: waitlisted. Refuses (Conflict) if the offering closed meanwhile."""
+    if not waitlist_exists(offering_id=offering.pk) and _reserve(offering, quanta, now):
+        return True
+    # Out of supply, someone is waiting, or the offering changed: decide under its row lock,
+    # so a concurrent release sees this subscription on the waitlist and promotes it in order.
+    locked = _offering_locked(offering.pk)
+    _check_open(locked, now)
+    return not waitlist_exists(offering_id=offering.pk) and _reserve(locked, quanta, now)
+
+
+# --- subscribe: the checks ------------------------------------------------------------------------
+
+
+def _check_open(offering: Offering, now: datetime) -> None:
+    if offering.status != OfferingStatus.LIVE:
+        raise Conflict(
+            f"The offering is {offering.status}, not live: it takes no subscriptions.",
+            code="offering_not_live",
+            offering_status=offering.status,
+        )
+    if now < offering.opens_at:
+        raise Conflict(
+            f"The offering opens at {offering.opens_at.isoformat()}.",
+            code="offering_not_open_yet",
+        )
+    if now >= offering.closes_at:
+        raise Conflict(
+            f"The offering closed for subscriptions at {offering.closes_at.isoformat()}.",
+            code="offering_window_closed",
+        )
+
+
+def _check_kyc(investor: Investor) -> None:
+    if investor.kyc_status != KycStatus.APPROVED:
+        raise NotAllowed(
+            f"Your identity check (KYC) is {investor.kyc_status}: only KYC-approved investors "
+            "can subscribe.",
+            code="kyc_not_approved",
+        )
+
+
+def _check_investment_bounds(offering: Offering, held_quanta: int, quanta: int) -> None:
+    total = held_quanta + quanta
+    if total < offering.min_investment_quanta:
+        raise LimitExceeded(
+            f"The minimum investment is {_units(offering.min_investment_quanta, offering)} "
+            f"units per investor; with your other subscriptions to this offering "
+            f"({_units(held_quanta, offering)} units) this would be {_units(total, offering)}.",
+            code="below_minimum_investment",
+            min_investment_quanta=offering.min_investment_quanta,
+            held_quanta=held_quanta,
+        )
+    if total > offering.max_investment_quanta:
+        raise LimitExceeded(
+            f"The maximum investment is {_units(offering.max_investment_quanta, offering)} "
+            f"units per investor; you already have {_units(held_quanta, offering)} units in "
+            f"subscriptions to this offering, so at most "
+            f"{_units(max(offering.max_investment_quanta - held_quanta, 0), offering)} more.",
+            code="above_maximum_investment",
+            max_investment_quanta=offering.max_investment_quanta,
+            held_quanta=held_quanta,
+        )
+
+
+def _refused(decision: ComplianceDecision) -> LimitExceeded:
+    return LimitExceeded(decision.reason, code=decision.code, rule_version=decision.rule_version)
+
+
+def _over_limit(decision: ComplianceDecision, amount_minor: int, code: str) -> None:
+    if not decision.allowed:
+        raise _refused(decision)
+    limit = decision.amount_allowed_minor
+    if limit is not None and amount_minor > limit:
+        raise LimitExceeded(
+            f"{_money(amount_minor, decision.currency)} is over the limit: {decision.reason}",
+            code=code,
+            rule_version=decision.rule_version,
+            amount_allowed_minor=limit,
+        )
+
+
+@dataclass(frozen=True)
+class Compliance:
+    decision: ComplianceDecision
+    is_non_accredited_purchaser: bool = False
+    revocable_until: datetime | None = None
+    risk_warning_acknowledged: bool = False
+
+
+def _reg_d_506b(actor: User, investor: Investor, offering: Offering, now: datetime) -> Compliance:
+    went_live_at = offering.went_live_at or now
+    if actor.date_joined + timedelta(days=relationship_days()) > went_live_at:
+        raise NotAllowed(
+            f"Reg D 506(b) offerings are open only to investors with a relationship with the "
+            f"platform that predates the offering by {relationship_days()} days.",
+            code="no_pre_existing_relationship",
+        )
+    is_accredited = investor.accreditation_status in (
+        AccreditationStatus.SELF_CERTIFIED,
+        AccreditationStatus.VERIFIED,
+    )
+    count = 0
+    if not is_accredited:
+        _offering_locked(offering.pk)  # the 35-purchaser quota is shared by every investor
+        count = non_accredited_purchaser_count(offering=offering, excluding=investor)
+    decision = reg_d_506b_check(
+        is_accredited, investor_is_sophisticated_for_506b(investor, on=now), count, now
+    )
+    if not decision.allowed:
+        raise _refused(decision)
+    return Compliance(decision, is_non_accredited_purchaser=not is_accredited)
+
+
+def _ecsp(investor: Investor, amount_minor: int, acknowledged: bool, now: datetime) -> Compliance:
+    facts = investor_facts(investor)
+    valid_until = investor.knowledge_test_valid_until
+    decision = ecsp_check(facts, amount_minor, valid_until, acknowledged, now)
+    if not decision.allowed:
+        raise _refused(decision)
+    reflection = timedelta(days=ecsp_pack(now).reflection_period_days)
+    return Compliance(
+        decision,
+        revocable_until=None if facts.is_sophisticated else now + reflection,
+        risk_warning_acknowledged=acknowledged,
+    )
+
+
+def _compliance(
+    *,
+    actor: User,
+    investor: Investor,
+    offering: Offering,
+    amount_minor: int,
+    held_amount_minor: int,
+    risk_warning_acknowledged: bool,
+    now: datetime,
+) -> Compliance:
+    """The exemption's rule pack, on the investor's facts and this platform's records."""
+    exemption = offering.exemption
+    facts = investor_facts(investor)
+    if exemption == Exemption.REG_CF:
+        invested = reg_cf_invested_12_months_minor(investor=investor, now=now)
+        decision = reg_cf_investor_limit(facts, invested, now)
+        _over_limit(decision, amount_minor, "reg_cf_limit_exceeded")
+        return Compliance(decision)
+    if exemption == Exemption.REG_A_TIER2:
+        decision = reg_a_tier2_investor_limit(facts, now)
+        _over_limit(decision, held_amount_minor + amount_minor, "reg_a_limit_exceeded")
+        return Compliance(decision)
+    if exemption == Exemption.REG_D_506B:
+        return _reg_d_506b(actor, investor, offering, now)
+    if exemption == Exemption.REG_D_506C:
+        decision = reg_d_506c_check(investor_verified_accreditation_expires_at(investor), now)
+        if not decision.allowed:
+            raise _refused(decision)
+        return Compliance(decision)
+    if exemption == Exemption.EU_ECSP:
+        return _ecsp(investor, amount_minor, risk_warning_acknowledged, now)
+    raise ValidationFailed(f"Unknown exemption {exemption!r}.", code="exemption_invalid")
+
+
+def subscription_fee_minor(offering: Offering, amount_minor: int) -> int:
+    """The investor's processing fee: basis points of the amount, rounded once, then capped."""
+    fee = basis_points_of(amount_minor, offering.investor_fee_basis_points)
+    cap = offering.investor_fee_cap_minor
+    return fee if cap is None else min(fee, cap)
+
+
+def _offering_for_investor(actor: User, offering_id: int) -> Offering:
+    offering = offerings_visible_to(actor).select_related("issuer").filter(pk=offering_id).first()
+    if offering is None:
+        raise NotFound(f"Offering {offering_id} not found.", code="offering_not_found")
+    return offering
+
+
+# --- subscribe ------------------------------------------------------------------------------------
+
+
+def subscription_create(
+    *,
+    actor: User,
+    offering_id: int,
+    quanta: int,
+    risk_warning_acknowledged: bool = False,
+) -> Subscription:
+    """Subscribe the calling investor for `quanta` of a live offering: every check first (each
+    refusal a `DomainError`, nothing written), then the units are reserved, or the
+    subscription joins the waitlist when supply has run out. One transaction."""
+    if quanta <= 0:
+        raise ValidationFailed("units must be positive.", code="units_not_positive", field="units")
+    now = timezone.now()
+    with transaction.atomic():
+        investor = investor_of_user(user=actor)
+        # Serialize this investor's subscriptions: their totals are read, then added to.
+        investor = Investor.objects.select_for_update(of=("self",)).get(pk=investor.pk)
+        offering = _offering_for_investor(actor, offering_id)
+        _check_open(offering, now)
+        _check_kyc(investor)
+        held = investor_offering_totals(investor=investor, offering=offering)
+        _check_investment_bounds(offering, held.quanta, quanta)
+        amount_minor = cost_of_quanta_minor(
+            quanta,
+            price_per_unit_minor=offering.price_per_unit_minor,
+            quanta_per_unit=offering.quanta_per_unit,
+        )
+        compliance = _compliance(
+            actor=actor,
+            investor=investor,
+            offering=offering,
+            amount_minor=amount_minor,
+            held_amount_minor=held.amount_minor,
+            risk_warning_acknowledged=risk_warning_acknowledged,
+            now=now,
+        )
+        # Writes from here on: the reservation is the last check (it may refuse too).
+        is_reserved = _reserve_or_waitlist(offering, quanta, now)
+        status = SubscriptionStatus.RESERVED if is_reserved else SubscriptionStatus.WAITLISTED
+        decision = compliance.decision
+        subscription = Subscription.objects.create(
+            offering=offering,
+            investor=investor,
+            status=status,
+            quanta=quanta,
+            amount_minor=amount_minor,
+            fee_minor=subscription_fee_minor(offering, amount_minor),
+            currency=offering.currency,
+            compliance_code=decision.code,
+            compliance_reason=decision.reason,
+            rule_version=decision.rule_version,
+            is_non_accredited_purchaser=compliance.is_non_accredited_purchaser,
+            risk_warning_acknowledged_at=now if compliance.risk_warning_acknowledged else None,
+            revocable_until=compliance.revocable_until,
+            reserved_at=now if is_reserved else None,
+            expires_at=now + reservation_ttl() if is_reserved else None,
+        )
+        reason = (
+            f"Reserved {_units(quanta, offering)} units."
+            if is_reserved
+            else f"Waitlisted for {_units(quanta, offering)} units: supply has run out."
+        )
+        _history(subscription.pk, "", status, actor, reason)
+    return subscription
+
+
+# --- sign -----------------------------------------------------------------------------------------
+
+
+def _normalized_name(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def _own_subscription(actor: User, subscription_id: int) -> Subscription:
+    investor = investor_of_user(user=actor)
+    subscription = (
+        Subscription.objects.select_related("offering__issuer", "investor")
+        .filter(pk=subscription_id, investor=investor)
+        .first()
+    )
+    if subscription is None:
+        raise NotFound(f"Subscription {subscription_id} not found.", code="subscription_not_found")
+    return subscription
+
+
+def _ip_or_none(ip_address: str | None) -> str | None:
+    try:
+        return str(ipaddress.ip_address(ip_address or ""))
+    except ValueError:
+        return None
+
+
+def _check_signable(subscription: Subscription, now: datetime) -> None:
+    if subscription.status == SubscriptionStatus.WAITLISTED:
+        raise Conflict(
+            "This subscription is on the waitlist: it can be signed once units are reserved "
+            "for it.",
+            code="subscription_waitlisted",
+        )
+    if subscription.status != SubscriptionStatus.RESERVED:
+        raise InvalidTransition(
+            f"subscription is {subscription.status}; only a reserved subscription can be signed.",
+            from_status=subscription.status,
+        )
+    if subscription.expires_at is not None and subscription.expires_at <= now:
+        raise Conflict(
+            f"The reservation expired at {subscription.expires_at.isoformat()}.",
+            code="reservation_expired",
+        )
+    _check_open(subscription.offering, now)
+
+
+def subscription_sign(
+    *,
+    actor: User,
+    subscription_id: int,
+    typed_name: str,
+    ip_address: str | None,
+    agreement_sha256: str | None = None,
+) -> Subscription:
+    """Click-to-sign: the investor types their legal name; the agreement generated from the
+    offering's current terms and documents is stored with its SHA-256, the time and the IP.
+    With `agreement_sha256` (the hash of the text the investor was shown), a different
+    current text is refused: the documents changed in between."""
+    now = timezone.now()
+    with transaction.atomic():
+        subscription = _own_subscription(actor, subscription_id)
+        _check_signable(subscription, now)
+        legal_name = subscription.investor.legal_name
+        if _normalized_name(typed_name) != _normalized_name(legal_name) or not typed_name.strip():
+            raise ValidationFailed(
+                "The typed name must be your full legal name as on your investor profile.",
+                code="signature_name_mismatch",
+                field="typed_name",
+            )
+        document = subscription_agreement_document(subscription)
+        if agreement_sha256 is not None and agreement_sha256.lower() != document.sha256:
+            raise Conflict(
+                "The agreement changed since it was shown to you; read it again and sign the "
+                "current version.",
+                code="agreement_changed",
+                agreement_sha256=document.sha256,
+            )
+        _transition(
+            subscription,
+            allowed_from=(SubscriptionStatus.RESERVED,),
+            to_status=SubscriptionStatus.SIGNED,
+            actor=actor,
+            reason=f"Agreement {document.version} signed ({document.sha256[:12]}…).",
+            now=now,
+            signed_at=now,
+        )
+        SubscriptionAgreement.objects.create(
+            subscription=subscription,
+            typed_name=" ".join(typed_name.split()),
+            signed_at=now,
+            ip_address=_ip_or_none(ip_address),
+            document_sha256=document.sha256,
+            document_version=document.version,
+            template_document_id=document.template_document_id,
+            document_text=document.text,
+        )
+    return subscription
+
+
+# --- cancel ---------------------------------------------------------------------------------------
+
+
+def _check_cancel_window(subscription: Subscription, offering: Offering, now: datetime) -> None:
+    """A waitlisted subscription may leave the queue while the offering is live. A reserved or
+    signed one: until the exemption's deadline, or inside its ECSP reflection period."""
+    in_reflection = subscription.revocable_until is not None and now < subscription.revocable_until
+    if in_reflection:
+        return
+    if offering.status != OfferingStatus.LIVE:
+        raise Conflict(
+            f"The offering is {offering.status}: subscriptions can no longer be cancelled.",
+            code="offering_not_live",
+            offering_status=offering.status,
+        )
+    if subscription.status == SubscriptionStatus.WAITLISTED:
+        return
+    deadline = cancel_deadline(offering=offering)
+    if now >= deadline:
+        rule = (
+            "Reg CF commitments can be cancelled until 48 hours before the offering deadline"
+            if offering.exemption == Exemption.REG_CF
+            else "commitments can be cancelled until the offering deadline"
+        )
+        raise Conflict(
+            f"Too late to cancel: {rule} ({deadline.isoformat()}).",
+            code="cancel_window_closed",
+            cancel_deadline=deadline.isoformat(),
+        )
+
+
+def subscription_cancel(*, actor: User, subscription_id: int, reason: str = "") -> Subscription:
+    """The investor cancels a subscription not yet funded; its units go to the waitlist."""
+    now = timezone.now()
+    with transaction.atomic():
+        subscription = _own_subscription(actor, subscription_id)
+        offering = _offering_locked(subscription.offering_id)
+        subscription.refresh_from_db(fields=["status"])
+        if subscription.status == SubscriptionStatus.FUNDED:
+            raise Conflict(
+                "This subscription is funded: cancelling it needs a refund of the money in "
+                "escrow, which is not available yet.",
+                code="refund_not_available",
+            )
+        cancellable = (SubscriptionStatus.WAITLISTED, *SUBSCRIPTION_UNFUNDED_STATUSES)
+        if subscription.status not in cancellable:
+            raise InvalidTransition(
+                f"subscription is {subscription.status}; it can no longer be cancelled.",
+                from_status=subscription.status,
+            )
+        _check_cancel_window(subscription, offering, now)
+        held_units = subscription.status in SUBSCRIPTION_HOLDING_STATUSES
+        _transition(
+            subscription,
+            allowed_from=cancellable,
+            to_status=SubscriptionStatus.CANCELLED,
+            actor=actor,
+            reason=reason.strip() or "Cancelled by the investor.",
+            now=now,
+        )
+        if held_units:
+            _release(offering.pk, subscription.quanta, now)
+            _waitlist_promote(offering.pk, now)
+    return subscription
+
+
+# --- expire ---------------------------------------------------------------------------------------
+
+
+def _expire_in_offering(offering_id: int, subscription_ids: list[int], now: datetime) -> list[int]:
+    with transaction.atomic():
+        _offering_locked(offering_id)
+        expired: list[int] = []
+        released = 0
+        due = Subscription.objects.filter(
+            pk__in=subscription_ids,
+            status__in=SUBSCRIPTION_UNFUNDED_STATUSES,
+            expires_at__lte=now,
+        ).order_by("pk")
+        for subscription in due:
+            try:
+                _transition(
+                    subscription,
+                    allowed_from=SUBSCRIPTION_UNFUNDED_STATUSES,
+                    to_status=SubscriptionStatus.EXPIRED,
+                    actor=None,
+                    reason=f"Not funded by {subscription.expires_at:%Y-%m-%d %H:%M %Z}.",
+                    now=now,
+                )
+            except InvalidTransition:
+                continue  # funded or cancelled meanwhile
+            expired.append(subscription.pk)
+            released += subscription.quanta
+        if released:
+            _release(offering_id, released, now)
+            _waitlist_promote(offering_id, now)
+    return expired
+
+
+def subscriptions_expire_due(*, now: datetime | None = None) -> list[int]:
+    """Expire every unfunded reservation past its `expires_at` and release its units to the
+    waitlist; one transaction per offering. Safe to run twice (and concurrently)."""
+    moment = now or timezone.now()
+    due: dict[int, list[int]] = {}
+    rows = Subscription.objects.filter(
+        status__in=SUBSCRIPTION_UNFUNDED_STATUSES, expires_at__lte=moment
+    ).order_by("offering_id", "pk")
+    for subscription_id, offering_id in rows.values_list("pk", "offering_id"):
+        due.setdefault(offering_id, []).append(subscription_id)
+    expired: list[int] = []
+    for offering_id, subscription_ids in due.items():
+        expired.extend(_expire_in_offering(offering_id, subscription_ids, moment))
+    return expired

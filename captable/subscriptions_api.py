@@ -1,0 +1,155 @@
+"""HTTP for subscriptions: `POST /offerings/{id}/subscriptions` and `/subscriptions/...`.
+Schema → one service or selector → schema. Mounted at the API root (its paths are absolute).
+
+No `from __future__ import annotations` here: ninja reads the parameter annotations at import
+time, and `@paginate` re-wraps the view, so string annotations could not be resolved.
+"""
+
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from ninja import Router
+from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.params import HeaderEx, P
+
+from captable import subscriptions
+from captable.api import actor_of
+from captable.models import Subscription
+from captable.schemas import READ_ERRORS, WRITE_ERRORS, quanta_of
+from captable.subscription_schemas import (
+    AgreementOut,
+    SubscriptionCancelIn,
+    SubscriptionCreateIn,
+    SubscriptionDetailOut,
+    SubscriptionOut,
+    SubscriptionSignIn,
+)
+from captable.subscription_selectors import (
+    subscription_agreement_document,
+    subscription_get,
+    subscriptions_of_user,
+)
+from common.auth import client_ip_of
+from common.errors import NotFound
+from common.idempotency import idempotent
+from common.models import User
+from offerings.selectors import offerings_visible_to
+
+subscriptions_router = Router(tags=["subscriptions"])
+
+PAGE_SIZE_MAX = 100
+
+
+def _quanta_per_unit(user: User, offering_id: int) -> int:
+    quanta_per_unit = (
+        offerings_visible_to(user)
+        .filter(pk=offering_id)
+        .values_list("quanta_per_unit", flat=True)
+        .first()
+    )
+    if quanta_per_unit is None:
+        raise NotFound(f"Offering {offering_id} not found.", code="offering_not_found")
+    return int(quanta_per_unit)
+
+
+@subscriptions_router.post(
+    "/offerings/{int:offering_id}/subscriptions",
+    response={201: SubscriptionDetailOut, **WRITE_ERRORS},
+)
+def subscription_create(
+    request: HttpRequest,
+    offering_id: int,
+    payload: SubscriptionCreateIn,
+    idempotency_key: HeaderEx[str, P(alias="Idempotency-Key", min_length=1, max_length=255)],
+) -> HttpResponse:
+    """Subscribe for units of a live offering (investors). The units are reserved (status
+    `reserved`, until `expires_at` unless funded) or, when supply has run out, the subscription
+    joins the waitlist (`waitlisted`, with its `waitlist_position`). Replaying the same
+    `Idempotency-Key` with the same body returns the first response (header
+    `Idempotent-Replayed: true`); the same key with another body is a 409. Refusals (KYC,
+    minimum/maximum, the exemption's investor limits) are 403/409/422 with a `code` and
+    change nothing."""
+    actor = actor_of(request)
+
+    def operation() -> tuple[int, SubscriptionDetailOut]:
+        quanta = quanta_of(payload.units, quanta_per_unit=_quanta_per_unit(actor, offering_id))
+        subscription = subscriptions.subscription_create(
+            actor=actor,
+            offering_id=offering_id,
+            quanta=quanta,
+            risk_warning_acknowledged=payload.risk_warning_acknowledged,
+        )
+        detail = subscription_get(user=actor, subscription_id=subscription.pk)
+        return 201, SubscriptionDetailOut.from_orm(detail)
+
+    return idempotent(request, operation=operation)
+
+
+@subscriptions_router.get("/subscriptions", response={200: list[SubscriptionOut], **READ_ERRORS})
+@paginate(LimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
+def subscription_list(
+    request: HttpRequest, status: str | None = None, offering_id: int | None = None
+) -> QuerySet[Subscription]:
+    """Your subscriptions, newest first; filter by `status` or `offering_id`."""
+    return subscriptions_of_user(user=actor_of(request), status=status, offering_id=offering_id)
+
+
+@subscriptions_router.get(
+    "/subscriptions/{int:subscription_id}", response={200: SubscriptionDetailOut, **READ_ERRORS}
+)
+def subscription_detail(request: HttpRequest, subscription_id: int) -> Subscription:
+    """One of your subscriptions, with its history and signatures (anyone else's: 404)."""
+    return subscription_get(user=actor_of(request), subscription_id=subscription_id)
+
+
+@subscriptions_router.get(
+    "/subscriptions/{int:subscription_id}/agreement", response={200: AgreementOut, **READ_ERRORS}
+)
+def subscription_agreement(request: HttpRequest, subscription_id: int) -> AgreementOut:
+    """The agreement to sign, generated from the offering's current terms and documents, and
+    its SHA-256 (send it back when signing to be sure you sign what you read)."""
+    subscription = subscription_get(user=actor_of(request), subscription_id=subscription_id)
+    document = subscription_agreement_document(subscription)
+    return AgreementOut(
+        subscription_id=subscription.pk,
+        document_version=document.version,
+        document_sha256=document.sha256,
+        text=document.text,
+    )
+
+
+@subscriptions_router.post(
+    "/subscriptions/{int:subscription_id}/sign",
+    response={200: SubscriptionDetailOut, **WRITE_ERRORS},
+)
+def subscription_sign(
+    request: HttpRequest, subscription_id: int, payload: SubscriptionSignIn
+) -> Subscription:
+    """Click-to-sign a reserved subscription: type your legal name. The agreement's SHA-256,
+    the time and your IP address are recorded."""
+    actor = actor_of(request)
+    subscriptions.subscription_sign(
+        actor=actor,
+        subscription_id=subscription_id,
+        typed_name=payload.typed_name,
+        ip_address=client_ip_of(request),
+        agreement_sha256=payload.agreement_sha256,
+    )
+    return subscription_get(user=actor, subscription_id=subscription_id)
+
+
+@subscriptions_router.post(
+    "/subscriptions/{int:subscription_id}/cancel",
+    response={200: SubscriptionDetailOut, **WRITE_ERRORS},
+)
+def subscription_cancel(
+    request: HttpRequest, subscription_id: int, payload: SubscriptionCancelIn | None = None
+) -> Subscription:
+    """Cancel a subscription that is not funded yet: waitlisted ones while the offering is
+    live; reserved or signed ones until `cancel_deadline` (Reg CF: 48 hours before the
+    offering deadline) or inside the ECSP reflection period. Funded ones need a refund (409
+    `refund_not_available` for now)."""
+    actor = actor_of(request)
+    subscriptions.subscription_cancel(
+        actor=actor, subscription_id=subscription_id, reason=payload.reason if payload else ""
+    )
+    return subscription_get(user=actor, subscription_id=subscription_id)
