@@ -132,6 +132,7 @@ def _mount_routers() -> None:
     from captable.api import ledger_router
     from captable.api import router as transfers_router
     from captable.captable_api import captable_router
+    from captable.subscriptions_api import subscriptions_router
     from common.api import router as auth_router
     from investors.api import registration_router
     from investors.api import router as investors_router
@@ -148,6 +149,7 @@ def _mount_routers() -> None:
     api.add_router("/investors", investors_router)
     api.add_router("/transfers", transfers_router)
     api.add_router("/ledger", ledger_router)
+    api.add_router("", subscriptions_router)  # absolute paths: /offerings/{id}/subscriptions
 
 
 _mount_routers()
