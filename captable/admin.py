@@ -32,6 +32,7 @@ from captable.models import (
     SubscriptionStatusChange,
     TransferRequest,
     TransferRequestStatusChange,
+    UnsealedEntry,
 )
 from captable.selectors import captable_as_of
 from common.admin import ReadOnlyAdmin, ReadOnlyInline
@@ -200,6 +201,13 @@ class SealedEntryAdmin(ReadOnlyAdmin):
     list_display = ("entry", "seal", "entry_digest")
     list_select_related = ("seal",)
     ordering = ("-entry",)
+
+
+@admin.register(UnsealedEntry)
+class UnsealedEntryAdmin(ReadOnlyAdmin):
+    list_display = ("entry", "chain")
+    list_filter = ("chain",)
+    ordering = ("entry",)
 
 
 # --- requests that need four eyes -----------------------------------------------------------

@@ -241,6 +241,22 @@ class SealedEntry(models.Model):
         return f"entry {self.entry_id} in {self.seal_id}"
 
 
+class UnsealedEntry(models.Model):
+    """The sealing queue: a database trigger adds every new entry here; sealing takes a
+    chain's rows oldest first and deletes them in the transaction that writes their seal. It
+    keeps finding pending entries proportional to what is pending, not to the chain's length
+    (an anti-join over every entry). Not ledger data: verification reads the entries."""
+
+    entry = models.OneToOneField(Entry, on_delete=models.CASCADE, primary_key=True)
+    chain = models.CharField(max_length=40)
+
+    class Meta:
+        indexes = [models.Index(fields=["chain", "entry"])]
+
+    def __str__(self) -> str:
+        return f"entry {self.entry_id} awaiting its {self.chain} seal"
+
+
 # --- requests that change the ledger: transfers and reversals --------------------------------
 #
 # Invariants (database constraints unless said otherwise):

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Prefetch
 
-from captable.models import ChainSeal, Entry, Lot, Posting, SealedEntry
+from captable.models import ChainSeal, Entry, Lot, Posting, SealedEntry, UnsealedEntry
 
 logger = logging.getLogger(__name__)
 
@@ -32,26 +32,92 @@ def _time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def _entry_line(
+    entry_id: int,
+    kind: str,
+    effective_at: datetime,
+    reverses_id: int | None,
+    request_digest: str,
+    chain: str,
+) -> str:
+    return (
+        f"e|{entry_id}|{kind}|{_time(effective_at)}|{reverses_id or '-'}|{request_digest}|{chain}"
+    )
+
+
+def _posting_line(
+    posting_id: int,
+    account_id: int,
+    asset: str,
+    amount: int,
+    cost_minor: int,
+    lot_id: int | None,
+    effective_at: datetime,
+) -> str:
+    return (
+        f"p|{posting_id}|{account_id}|{asset}|{amount}|{cost_minor}|{lot_id or '-'}|"
+        f"{_time(effective_at)}"
+    )
+
+
+def _lot_line(
+    lot_id: int,
+    holding_id: int,
+    issued_at: datetime,
+    origin_lot_id: int | None,
+    quanta_acquired: int,
+    cost_minor_acquired: int,
+) -> str:
+    return (
+        f"l|{lot_id}|{holding_id}|{_time(issued_at)}|{origin_lot_id or '-'}|{quanta_acquired}|"
+        f"{cost_minor_acquired}"
+    )
+
+
+_ENTRY_COLUMNS = ("id", "kind", "effective_at", "reverses_id", "request_digest", "chain")
+_POSTING_COLUMNS = (
+    "id", "account_id", "asset", "amount", "cost_minor", "lot_id", "effective_at"
+)  # fmt: skip
+_LOT_COLUMNS = (
+    "id", "holding_id", "issued_at", "origin_lot_id", "quanta_acquired", "cost_minor_acquired"
+)  # fmt: skip
+
+
 def entry_canonical(entry: Entry, postings: Iterable[Posting], lots: Iterable[Lot]) -> str:
-    lines = [
-        f"e|{entry.pk}|{entry.kind}|{_time(entry.effective_at)}|{entry.reverses_id or '-'}|"
-        f"{entry.request_digest}|{entry.chain}"
-    ]
+    """The sealed text of one entry: ids, kinds, times and amounts, never names or memos."""
+    lines = [_entry_line(*(getattr(entry, c) for c in ("pk", *_ENTRY_COLUMNS[1:])))]
     lines += [
-        f"p|{p.pk}|{p.account_id}|{p.asset}|{p.amount}|{p.cost_minor}|{p.lot_id or '-'}|"
-        f"{_time(p.effective_at)}"
+        _posting_line(*(getattr(p, c) for c in ("pk", *_POSTING_COLUMNS[1:])))
         for p in sorted(postings, key=lambda posting: posting.pk)
     ]
     lines += [
-        f"l|{lot.pk}|{lot.holding_id}|{_time(lot.issued_at)}|{lot.origin_lot_id or '-'}|"
-        f"{lot.quanta_acquired}|{lot.cost_minor_acquired}"
+        _lot_line(*(getattr(lot, c) for c in ("pk", *_LOT_COLUMNS[1:])))
         for lot in sorted(lots, key=lambda lot: lot.pk)
     ]
     return "\n".join(lines)
 
 
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def entry_digest(entry: Entry, postings: Iterable[Posting], lots: Iterable[Lot]) -> str:
-    return hashlib.sha256(entry_canonical(entry, postings, lots).encode()).hexdigest()
+    return _sha256(entry_canonical(entry, postings, lots))
+
+
+def content_digests(entry_ids: Sequence[int]) -> dict[int, str]:
+    """The digest of each entry's canonical content as the rows stand now, read as plain rows
+    (three queries, no model objects): what sealing and verification both compute."""
+    lines: dict[int, list[str]] = {}
+    for row in Entry.objects.filter(pk__in=entry_ids).order_by("pk").values_list(*_ENTRY_COLUMNS):
+        lines[row[0]] = [_entry_line(*row)]
+    postings = Posting.objects.filter(entry_id__in=entry_ids).order_by("pk")
+    for entry_id, *row in postings.values_list("entry_id", *_POSTING_COLUMNS):
+        lines[entry_id].append(_posting_line(*row))
+    lots = Lot.objects.filter(acquired_by_id__in=entry_ids).order_by("pk")
+    for entry_id, *row in lots.values_list("acquired_by_id", *_LOT_COLUMNS):
+        lines[entry_id].append(_lot_line(*row))
+    return {entry_id: _sha256("\n".join(text)) for entry_id, text in lines.items()}
 
 
 def seal_digest(previous_digest: str, entry_digests: Sequence[tuple[int, str]], key: str) -> str:
@@ -80,44 +146,42 @@ def _lock_chain(chain: str) -> None:
 
 
 def chain_seal_pending(*, chain: str, batch_size: int = SEAL_BATCH_SIZE) -> int:
-    """Seal the chain's committed, unsealed entries (oldest first); returns how many."""
+    """Seal the chain's committed, unsealed entries (oldest first); returns how many. The
+    queue rows of the sealed entries go in the same transaction as their seal."""
     sealed = 0
     while True:
         with transaction.atomic():
             _lock_chain(chain)
-            pending = Entry.objects.filter(chain=chain, sealedentry__isnull=True).order_by("pk")[
-                :batch_size
-            ]
-            entries = entries_with_content(pending)
-            if not entries:
+            pending = list(
+                UnsealedEntry.objects.filter(chain=chain)
+                .order_by("entry_id")
+                .values_list("entry_id", flat=True)[:batch_size]
+            )
+            if not pending:
                 return sealed
+            current = content_digests(pending)
+            digests = [(entry_id, current[entry_id]) for entry_id in pending]
             head = ChainSeal.objects.filter(chain=chain).order_by("-sequence").first()
-            digests = [
-                (e.pk, entry_digest(e, e.postings.all(), e.lots_opened.all())) for e in entries
-            ]
             previous = head.digest if head else GENESIS_DIGEST
             seal = ChainSeal.objects.create(
                 chain=chain,
                 sequence=(head.sequence + 1) if head else 1,
                 previous_digest=previous,
                 digest=seal_digest(previous, digests, settings.LEDGER_HMAC_KEY),
-                entry_count=len(entries),
+                entry_count=len(digests),
             )
             SealedEntry.objects.bulk_create(
                 SealedEntry(entry_id=entry_id, seal=seal, entry_digest=digest)
                 for entry_id, digest in digests
             )
-            sealed += len(entries)
-        if len(entries) < batch_size:
+            UnsealedEntry.objects.filter(entry_id__in=pending).delete()
+            sealed += len(digests)
+        if len(digests) < batch_size:
             return sealed  # a short batch took everything pending: no second transaction
 
 
 def ledger_seal_all() -> int:
-    """Seal every chain's pending entries (the periodic backstop for after-commit sealing)."""
-    chains = (
-        Entry.objects.filter(sealedentry__isnull=True)
-        .order_by()
-        .values_list("chain", flat=True)
-        .distinct()
-    )
+    """Seal every chain's pending entries (beat runs this every LEDGER_SEAL_INTERVAL_SECONDS;
+    without a broker each commit seals its own chain)."""
+    chains = UnsealedEntry.objects.order_by().values_list("chain", flat=True).distinct()
     return sum(chain_seal_pending(chain=chain) for chain in list(chains))

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 
 from captable.models import ChainSeal, Entry, SealedEntry
-from captable.seals import GENESIS_DIGEST, entries_with_content, entry_digest, seal_digest
+from captable.seals import GENESIS_DIGEST, content_digests, seal_digest
 
 
 @dataclass
@@ -63,9 +63,7 @@ def _current_digests(entry_ids: list[int]) -> dict[int, str]:
     """SHA-256 of each entry's canonical content as the rows stand now (batched queries)."""
     digests: dict[int, str] = {}
     for start in range(0, len(entry_ids), CONTENT_BATCH):
-        batch = entries_with_content(Entry(pk=i) for i in entry_ids[start : start + CONTENT_BATCH])
-        for entry in batch:
-            digests[entry.pk] = entry_digest(entry, entry.postings.all(), entry.lots_opened.all())
+        digests.update(content_digests(entry_ids[start : start + CONTENT_BATCH]))
     return digests
 
 
@@ -154,6 +152,13 @@ INVARIANT_QUERIES: tuple[tuple[str, str], ...] = (
            WHERE p.asset LIKE 'units:%' GROUP BY p.asset
            HAVING SUM(CASE WHEN a.kind IN ('holding', 'treasury') THEN p.amount ELSE 0 END)
                <> -SUM(CASE WHEN a.kind = 'authorized' THEN p.amount ELSE 0 END)""",
+    ),
+    (
+        "entry #{0} is neither sealed nor queued for sealing",
+        """SELECT e.id FROM captable_entry e
+           WHERE NOT EXISTS (SELECT 1 FROM captable_sealedentry s WHERE s.entry_id = e.id)
+             AND NOT EXISTS (SELECT 1 FROM captable_unsealedentry q WHERE q.entry_id = e.id)
+           ORDER BY e.id""",
     ),
 )
 
