@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 
 def post(client: Client, path: str, body: Any, headers: dict[str, str], key: str | None = None):
-    extra = dict(headers)
+    extra: dict[str, Any] = dict(headers)
     if key is not None:
         extra["HTTP_IDEMPOTENCY_KEY"] = key
     return client.post(
