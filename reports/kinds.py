@@ -1,0 +1,283 @@
+"""The statement kinds: a small registry so that new kinds (subscription confirmation,
+distribution notice, annual tax summary) are one `register(...)` each.
+
+A kind says who it is for (an investor, an offering's sponsor), how its data is built from a
+scope (`reports/statements.py`: ints and Decimals, no formatting), and how that data becomes
+its template's context (every number formatted here, in the reader's locale, so templates
+only place text).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from captable.selectors import percent_of
+from common.errors import NotFound, ValidationFailed
+from investors.models import Investor
+from offerings.models import Offering
+from reports.formatting import Formatter
+from reports.models import StatementKind
+from reports.periods import Period
+from reports.statements import (
+    CapTableReport,
+    Fingerprint,
+    InvestorPeriodicStatement,
+    TransactionLine,
+    captable_report,
+    investor_periodic_statement,
+    platform_time_zone,
+)
+
+
+class StatementData(Protocol):
+    @property
+    def fingerprint(self) -> Fingerprint: ...
+
+    @property
+    def locale(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class StatementScope:
+    kind: str
+    period: Period
+    investor_id: int | None = None
+    offering_id: int | None = None
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    kind: str
+    title: str
+    template: str
+    needs_investor: bool
+    needs_offering: bool
+    build: Callable[[StatementScope], Any]
+    context: Callable[[Any, Formatter], dict[str, Any]]
+
+
+REGISTRY: dict[str, KindSpec] = {}
+
+
+def register(spec: KindSpec) -> KindSpec:
+    assert spec.kind in StatementKind.values, f"add {spec.kind!r} to StatementKind first"
+    REGISTRY[spec.kind] = spec
+    return spec
+
+
+def kind_spec(kind: str) -> KindSpec:
+    spec = REGISTRY.get(kind)
+    if spec is None:
+        raise ValidationFailed(f"Unknown statement kind {kind!r}.", code="statement_kind_invalid")
+    return spec
+
+
+def scope_check(scope: StatementScope) -> KindSpec:
+    spec = kind_spec(scope.kind)
+    if spec.needs_investor and scope.investor_id is None:
+        raise ValidationFailed(f"A {spec.title} needs an investor.", code="investor_required")
+    if spec.needs_offering and scope.offering_id is None:
+        raise ValidationFailed(f"A {spec.title} needs an offering.", code="offering_required")
+    return spec
+
+
+def _investor(investor_id: int | None) -> Investor:
+    assert investor_id is not None  # scope_check: this kind needs an investor
+    investor = Investor.objects.select_related("user").filter(pk=investor_id).first()
+    if investor is None:
+        raise NotFound(f"Investor {investor_id} not found.", code="investor_not_found")
+    return investor
+
+
+def _offering(offering_id: int | None) -> Offering | None:
+    if offering_id is None:
+        return None
+    offering = (
+        Offering.objects.select_related("issuer", "property", "sponsor")
+        .filter(pk=offering_id)
+        .first()
+    )
+    if offering is None:
+        raise NotFound(f"Offering {offering_id} not found.", code="offering_not_found")
+    return offering
+
+
+def _period_text(period: Period, fmt: Formatter) -> tuple[str, str]:
+    """(heading, range): 'Q3 2026' style headings for quarters, the dates otherwise."""
+    dates = (
+        fmt.date(period.start)
+        if period.is_single_day
+        else f"{fmt.date(period.start)} \u2013 {fmt.date(period.end)}"
+    )
+    label = period.label
+    if "-Q" in label:
+        year, quarter = label.split("-Q")
+        return f"Q{quarter} {year} · {dates}", dates
+    return dates, dates
+
+
+def _line(line: TransactionLine, currency: str, per_unit: int, zone: str, fmt: Formatter) -> Any:
+    return {
+        "date": fmt.day_in(line.effective_at, zone),
+        "description": line.description,
+        "entry_id": line.entry_id,
+        "units": fmt.signed_units(line.units_quanta, per_unit),
+        "cost": fmt.signed_money(line.cost_minor, currency),
+        "cash": fmt.signed_money(line.cash_minor, currency),
+    }
+
+
+# --- periodic investor statement ------------------------------------------------------------
+
+
+def _build_investor_periodic(scope: StatementScope) -> InvestorPeriodicStatement:
+    return investor_periodic_statement(
+        investor=_investor(scope.investor_id),
+        period=scope.period,
+        offering=_offering(scope.offering_id),
+    )
+
+
+def _investor_periodic_context(data: InvestorPeriodicStatement, fmt: Formatter) -> dict[str, Any]:
+    heading, dates = _period_text(data.period, fmt)
+    investor = data.investor
+    sections = []
+    for section in data.sections:
+        offering = section.offering
+        currency, per_unit, zone = offering.currency, offering.quanta_per_unit, offering.time_zone
+        sections.append(
+            {
+                "offering_id": offering.offering_id,
+                "title": offering.title,
+                "issuer": offering.issuer_name,
+                "property": offering.property_name,
+                "currency": currency,
+                "time_zone": zone,
+                "price_per_unit": fmt.money(offering.price_per_unit_minor, currency),
+                "opening_date": fmt.date(data.period.start),
+                "closing_date": fmt.date(data.period.end),
+                "units_opening": fmt.units(section.units_opening_quanta, per_unit),
+                "units_closing": fmt.units(section.units_closing_quanta, per_unit),
+                "cost_opening": fmt.money(section.cost_opening_minor, currency),
+                "cost_closing": fmt.money(section.cost_closing_minor, currency),
+                "escrow_opening": fmt.money(section.escrow_opening_minor, currency),
+                "escrow_closing": fmt.money(section.escrow_closing_minor, currency),
+                "contributions": fmt.money(section.contributions_minor, currency),
+                "refunds": fmt.money(section.refunds_minor, currency),
+                "released": fmt.money(section.released_to_issuer_minor, currency),
+                "transactions": [
+                    _line(line, currency, per_unit, zone, fmt) for line in section.transactions
+                ],
+            }
+        )
+    cash_zone = platform_time_zone()
+    return {
+        "title": "Investor statement",
+        "period_label": data.period.label,
+        "period_text": heading,
+        "period_range": dates,
+        "as_of_text": f"the end of {fmt.date(data.period.end)} in each offering's time zone",
+        "investor": {
+            "legal_name": investor.legal_name,
+            "email": investor.email,
+            "location": ", ".join(filter(None, [investor.region, investor.country])),
+            "number": f"{investor.investor_id:08d}",
+            "kind": investor.kind,
+        },
+        "sections": sections,
+        "totals": [
+            {
+                "currency": total.currency,
+                "contributions": fmt.money(total.contributions_minor, total.currency),
+                "cost_closing": fmt.money(total.cost_closing_minor, total.currency),
+                "escrow_closing": fmt.money(total.escrow_closing_minor, total.currency),
+            }
+            for total in data.totals
+        ],
+        "cash_accounts": [
+            {
+                "currency": cash.currency,
+                "opening": fmt.money(cash.opening_minor, cash.currency),
+                "closing": fmt.money(cash.closing_minor, cash.currency),
+                "transactions": [
+                    _line(line, cash.currency, 1, cash_zone, fmt) for line in cash.transactions
+                ],
+            }
+            for cash in data.cash_accounts
+        ],
+    }
+
+
+register(
+    KindSpec(
+        kind=StatementKind.INVESTOR_PERIODIC,
+        title="Investor statement",
+        template="reports/investor_periodic.html",
+        needs_investor=True,
+        needs_offering=False,
+        build=_build_investor_periodic,
+        context=_investor_periodic_context,
+    )
+)
+
+
+# --- the sponsor's cap-table report ---------------------------------------------------------
+
+
+def _build_captable_report(scope: StatementScope) -> CapTableReport:
+    offering = _offering(scope.offering_id)
+    assert offering is not None  # scope_check: this kind needs an offering
+    return captable_report(offering=offering, period=scope.period)
+
+
+def _captable_report_context(data: CapTableReport, fmt: Formatter) -> dict[str, Any]:
+    offering = data.offering
+    currency, per_unit, zone = offering.currency, offering.quanta_per_unit, offering.time_zone
+    as_of_text = f"the end of {fmt.date(data.period.end)} ({zone})"
+    return {
+        "title": "Cap-table report",
+        "period_label": data.period.label,
+        "period_text": f"As of {fmt.date(data.period.end)}",
+        "as_of_text": as_of_text,
+        "as_of_date": fmt.date(data.period.end),
+        "time_zone": zone,
+        "offering": {
+            "offering_id": offering.offering_id,
+            "title": offering.title,
+            "issuer": offering.issuer_name,
+            "property": offering.property_name,
+            "price_per_unit": fmt.money(offering.price_per_unit_minor, currency),
+        },
+        "sponsor_name": data.sponsor_name,
+        "authorized": fmt.units(data.authorized_quanta, per_unit),
+        "issued": fmt.units(data.issued_quanta, per_unit),
+        "treasury": fmt.units(data.treasury_quanta, per_unit),
+        "issued_percent": fmt.percent(data.issued_percent_of_authorized),
+        "holders": [
+            {
+                "investor_id": holder.investor_id,
+                "legal_name": holder.legal_name,
+                "units": fmt.units(holder.quanta, per_unit),
+                "percent": fmt.percent(holder.percent),
+                "cost": fmt.money(holder.cost_minor, currency),
+            }
+            for holder in data.holders
+        ],
+        "total_percent": fmt.percent(percent_of(data.issued_quanta, data.issued_quanta)),
+        "cost_total": fmt.money(data.cost_total_minor, currency),
+    }
+
+
+register(
+    KindSpec(
+        kind=StatementKind.CAPTABLE_REPORT,
+        title="Cap-table report",
+        template="reports/captable_report.html",
+        needs_investor=False,
+        needs_offering=True,
+        build=_build_captable_report,
+        context=_captable_report_context,
+    )
+)
