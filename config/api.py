@@ -138,6 +138,7 @@ def _mount_routers() -> None:
     from investors.api import router as investors_router
     from offerings.api import issuers_router, properties_router, sponsors_router
     from offerings.api import router as offerings_router
+    from reports.api import reports_router
 
     api.add_router("/auth", auth_router)
     api.add_router("/auth", registration_router)
@@ -150,6 +151,7 @@ def _mount_routers() -> None:
     api.add_router("/transfers", transfers_router)
     api.add_router("/ledger", ledger_router)
     api.add_router("", subscriptions_router)  # absolute paths: /offerings/{id}/subscriptions
+    api.add_router("", reports_router)  # absolute paths: /statements…, /tasks/{id}
 
 
 _mount_routers()
