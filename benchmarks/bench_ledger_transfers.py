@@ -149,7 +149,6 @@ class Brickbook:
         from django.db.models import Sum
 
         from captable.models import Account, Entry, Posting, SealedEntry, units_asset
-
         from captable.seals import ledger_seal_all
 
         ledger_seal_all()  # the last partial batch and the setup's cash entries, untimed

@@ -258,14 +258,24 @@ def _replayed(idempotency_key: str, digest: str) -> Entry | None:
 
 
 def _select_for_update(keys: Sequence[str]) -> dict[str, Account]:
-    # Hand-written (a raw queryset still converts values): this runs in every posting.
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     placeholders = ", ".join(["%s"] * len(keys))
-    locked = Account.objects.raw(
-        f"SELECT * FROM captable_account WHERE key IN ({placeholders}) ORDER BY id{lock}",  # noqa: S608
+    if connection.vendor != "postgresql":  # SQLite: BEGIN IMMEDIATE already serializes writers
+        locked = Account.objects.raw(
+            f"SELECT * FROM captable_account WHERE key IN ({placeholders}) ORDER BY id",  # noqa: S608
+            list(keys),
+        )
+        return {account.key: account for account in locked}
+    # Hand-written and prepared, rows made into accounts directly (psycopg already returns
+    # Python values of the right types): this runs in every posting.
+    columns = [field.attname for field in Account._meta.concrete_fields]
+    rows = _fetch(
+        f"SELECT {', '.join(columns)} FROM captable_account "  # noqa: S608
+        f"WHERE key IN ({placeholders}) ORDER BY id FOR UPDATE",
         list(keys),
+        prepared=True,
     )
-    return {account.key: account for account in locked}
+    accounts = (Account.from_db(connection.alias, columns, row) for row in rows)
+    return {account.key: account for account in accounts}
 
 
 def lock_accounts(accounts: Sequence[Account | AccountSpec]) -> dict[str, Account]:

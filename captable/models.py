@@ -76,6 +76,10 @@ class Account(models.Model):
     reference = models.BigIntegerField(null=True, blank=True)
     allows_negative = models.BooleanField(default=False)
     balance = models.BigIntegerField(default=0)
+    # Bumped by the posting trigger with every entry that touches the account: a posting
+    # computed from the account's state (FIFO lots, balance) without holding its lock is
+    # written only if the version is still the one it read (captable/ledger.py).
+    version = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
