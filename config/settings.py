@@ -215,8 +215,11 @@ CELERY_BEAT_SCHEDULE = {
     "open-due-offerings": {"task": "offerings.open_due", "schedule": 60.0},
     "seal-ledger": {"task": "captable.seal_ledger", "schedule": LEDGER_SEAL_INTERVAL_SECONDS},
     "purge-idempotency-keys": {"task": "common.idempotency_purge", "schedule": 3600.0},
+    "expire-subscriptions": {"task": "captable.expire_subscriptions", "schedule": 300.0},
 }
 OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 500)
+# Unfunded subscription reservations release their units after this long.
+SUBSCRIPTION_RESERVATION_TTL_HOURS = env_int("SUBSCRIPTION_RESERVATION_TTL_HOURS", 72)
 
 # --- email ----------------------------------------------------------------------------------
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
