@@ -82,6 +82,16 @@ def _fetcher_class() -> type[Any]:
     return StaticFilesOnlyFetcher
 
 
+class _ImageCache(dict[str, Any]):
+    """WeasyPrint's image cache, shared by every render of the process. It also remembers
+    failures (as None), which would skip the fetcher — and its refusal log — for the next
+    document naming the same URL: failures are not kept, so each document is checked."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if value is not None:
+            super().__setitem__(key, value)
+
+
 @dataclass(frozen=True)
 class RenderedPdf:
     content: bytes
@@ -105,7 +115,7 @@ class _Warm:
             font_config=self.font_config,
             url_fetcher=self.fetcher_class(),
         )
-        self.image_cache: dict[str, Any] = {}
+        self.image_cache = _ImageCache()
 
 
 _warm_lock = threading.Lock()

@@ -8,152 +8,381 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('investors', '0002_history_append_only'),
-        ('offerings', '0004_offering_investor_fee'),
+        ("investors", "0002_history_append_only"),
+        ("offerings", "0004_offering_investor_fee"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='StatementBatch',
+            name="StatementBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('investor_periodic', 'Periodic investor statement'), ('captable_report', 'Cap-table report (sponsor)')], default='investor_periodic', max_length=32)),
-                ('period', models.CharField(max_length=40)),
-                ('period_start', models.DateField()),
-                ('period_end', models.DateField()),
-                ('status', models.CharField(choices=[('pending', 'Waiting for its investors to be listed'), ('running', 'Running'), ('completed', 'Completed'), ('completed_with_failures', 'Completed With Failures')], default='pending', max_length=24)),
-                ('total', models.PositiveIntegerField(default=0)),
-                ('done', models.PositiveIntegerField(default=0)),
-                ('failed', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('offering', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='offerings.offering')),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("investor_periodic", "Periodic investor statement"),
+                            ("captable_report", "Cap-table report (sponsor)"),
+                        ],
+                        default="investor_periodic",
+                        max_length=32,
+                    ),
+                ),
+                ("period", models.CharField(max_length=40)),
+                ("period_start", models.DateField()),
+                ("period_end", models.DateField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Waiting for its investors to be listed"),
+                            ("running", "Running"),
+                            ("completed", "Completed"),
+                            ("completed_with_failures", "Completed With Failures"),
+                        ],
+                        default="pending",
+                        max_length=24,
+                    ),
+                ),
+                ("total", models.PositiveIntegerField(default=0)),
+                ("done", models.PositiveIntegerField(default=0)),
+                ("failed", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "offering",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="offerings.offering",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'statement batches',
+                "verbose_name_plural": "statement batches",
             },
         ),
         migrations.CreateModel(
-            name='Statement',
+            name="Statement",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('investor_periodic', 'Periodic investor statement'), ('captable_report', 'Cap-table report (sponsor)')], max_length=32)),
-                ('period', models.CharField(help_text='As requested: 2026-Q3, 2026-09-30…', max_length=40)),
-                ('period_start', models.DateField()),
-                ('period_end', models.DateField()),
-                ('file', models.FileField(max_length=300, upload_to='')),
-                ('fingerprint', models.CharField(max_length=64)),
-                ('posting_count', models.PositiveIntegerField()),
-                ('page_count', models.PositiveSmallIntegerField()),
-                ('notified_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('investor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='statements', to='investors.investor')),
-                ('offering', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='offerings.offering')),
-                ('batch', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='statements', to='reports.statementbatch')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("investor_periodic", "Periodic investor statement"),
+                            ("captable_report", "Cap-table report (sponsor)"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "period",
+                    models.CharField(help_text="As requested: 2026-Q3, 2026-09-30…", max_length=40),
+                ),
+                ("period_start", models.DateField()),
+                ("period_end", models.DateField()),
+                ("file", models.FileField(max_length=300, upload_to="")),
+                ("fingerprint", models.CharField(max_length=64)),
+                ("posting_count", models.PositiveIntegerField()),
+                ("page_count", models.PositiveSmallIntegerField()),
+                ("notified_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "investor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="statements",
+                        to="investors.investor",
+                    ),
+                ),
+                (
+                    "offering",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="offerings.offering",
+                    ),
+                ),
+                (
+                    "batch",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="statements",
+                        to="reports.statementbatch",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='StatementBatchItem',
+            name="StatementBatchItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('done', 'Done'), ('failed', 'Failed')], default='pending', max_length=8)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('batch', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='items', to='reports.statementbatch')),
-                ('investor', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='investors.investor')),
-                ('statement', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='reports.statement')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("done", "Done"), ("failed", "Failed")],
+                        default="pending",
+                        max_length=8,
+                    ),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "batch",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="items",
+                        to="reports.statementbatch",
+                    ),
+                ),
+                (
+                    "investor",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="investors.investor",
+                    ),
+                ),
+                (
+                    "statement",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="reports.statement",
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='statementbatch',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'running', 'completed', 'completed_with_failures'])), name='statementbatch_status_valid'),
+            model_name="statementbatch",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("status__in", ["pending", "running", "completed", "completed_with_failures"])
+                ),
+                name="statementbatch_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statementbatch',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['investor_periodic', 'captable_report'])), name='statementbatch_kind_valid'),
+            model_name="statementbatch",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind__in", ["investor_periodic", "captable_report"])),
+                name="statementbatch_kind_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statementbatch',
-            constraint=models.CheckConstraint(condition=models.Q(('done__lte', django.db.models.expressions.CombinedExpression(models.F('total'), '-', models.F('failed')))), name='statementbatch_progress_within_total'),
+            model_name="statementbatch",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "done__lte",
+                        django.db.models.expressions.CombinedExpression(
+                            models.F("total"), "-", models.F("failed")
+                        ),
+                    )
+                ),
+                name="statementbatch_progress_within_total",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statementbatch',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('finished_at__isnull', False), ('status__in', ('completed', 'completed_with_failures'))), models.Q(models.Q(('status__in', ('completed', 'completed_with_failures')), _negated=True), ('finished_at__isnull', True)), _connector='OR'), name='statementbatch_finished_has_time'),
+            model_name="statementbatch",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("finished_at__isnull", False),
+                        ("status__in", ("completed", "completed_with_failures")),
+                    ),
+                    models.Q(
+                        models.Q(
+                            ("status__in", ("completed", "completed_with_failures")), _negated=True
+                        ),
+                        ("finished_at__isnull", True),
+                    ),
+                    _connector="OR",
+                ),
+                name="statementbatch_finished_has_time",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statementbatch',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status__in', ('completed', 'completed_with_failures')), _negated=True), ('done', django.db.models.expressions.CombinedExpression(models.F('total'), '-', models.F('failed'))), _connector='OR'), name='statementbatch_finished_counts_everything'),
+            model_name="statementbatch",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("status__in", ("completed", "completed_with_failures")), _negated=True
+                    ),
+                    (
+                        "done",
+                        django.db.models.expressions.CombinedExpression(
+                            models.F("total"), "-", models.F("failed")
+                        ),
+                    ),
+                    _connector="OR",
+                ),
+                name="statementbatch_finished_counts_everything",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statementbatch',
-            constraint=models.CheckConstraint(condition=models.Q(('period_end__gte', models.F('period_start'))), name='statementbatch_period_ordered'),
+            model_name="statementbatch",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("period_end__gte", models.F("period_start"))),
+                name="statementbatch_period_ordered",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statementbatch',
-            constraint=models.UniqueConstraint(condition=models.Q(('offering__isnull', False), ('status__in', ('pending', 'running'))), fields=('kind', 'period_start', 'period_end', 'offering'), name='statementbatch_one_open_per_offering'),
+            model_name="statementbatch",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(
+                    ("offering__isnull", False), ("status__in", ("pending", "running"))
+                ),
+                fields=("kind", "period_start", "period_end", "offering"),
+                name="statementbatch_one_open_per_offering",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statementbatch',
-            constraint=models.UniqueConstraint(condition=models.Q(('offering__isnull', True), ('status__in', ('pending', 'running'))), fields=('kind', 'period_start', 'period_end'), name='statementbatch_one_open_all_offerings'),
+            model_name="statementbatch",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(
+                    ("offering__isnull", True), ("status__in", ("pending", "running"))
+                ),
+                fields=("kind", "period_start", "period_end"),
+                name="statementbatch_one_open_all_offerings",
+            ),
         ),
         migrations.AddIndex(
-            model_name='statement',
-            index=models.Index(fields=['investor', '-created_at'], name='statement_investor_idx'),
+            model_name="statement",
+            index=models.Index(fields=["investor", "-created_at"], name="statement_investor_idx"),
         ),
         migrations.AddIndex(
-            model_name='statement',
-            index=models.Index(fields=['offering', '-created_at'], name='statement_offering_idx'),
+            model_name="statement",
+            index=models.Index(fields=["offering", "-created_at"], name="statement_offering_idx"),
         ),
         migrations.AddConstraint(
-            model_name='statement',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['investor_periodic', 'captable_report'])), name='statement_kind_valid'),
+            model_name="statement",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind__in", ["investor_periodic", "captable_report"])),
+                name="statement_kind_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statement',
-            constraint=models.CheckConstraint(condition=models.Q(('investor__isnull', False), ('offering__isnull', False), _connector='OR'), name='statement_has_recipient_scope'),
+            model_name="statement",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("investor__isnull", False), ("offering__isnull", False), _connector="OR"
+                ),
+                name="statement_has_recipient_scope",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statement',
-            constraint=models.CheckConstraint(condition=models.Q(('period_end__gte', models.F('period_start'))), name='statement_period_ordered'),
+            model_name="statement",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("period_end__gte", models.F("period_start"))),
+                name="statement_period_ordered",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statement',
-            constraint=models.UniqueConstraint(condition=models.Q(('investor__isnull', False), ('offering__isnull', False)), fields=('investor', 'kind', 'period_start', 'period_end', 'offering'), name='statement_unique_investor_offering'),
+            model_name="statement",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("investor__isnull", False), ("offering__isnull", False)),
+                fields=("investor", "kind", "period_start", "period_end", "offering"),
+                name="statement_unique_investor_offering",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statement',
-            constraint=models.UniqueConstraint(condition=models.Q(('investor__isnull', False), ('offering__isnull', True)), fields=('investor', 'kind', 'period_start', 'period_end'), name='statement_unique_investor_all_offerings'),
+            model_name="statement",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("investor__isnull", False), ("offering__isnull", True)),
+                fields=("investor", "kind", "period_start", "period_end"),
+                name="statement_unique_investor_all_offerings",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statement',
-            constraint=models.UniqueConstraint(condition=models.Q(('investor__isnull', True)), fields=('kind', 'period_start', 'period_end', 'offering'), name='statement_unique_offering_report'),
+            model_name="statement",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("investor__isnull", True)),
+                fields=("kind", "period_start", "period_end", "offering"),
+                name="statement_unique_offering_report",
+            ),
         ),
         migrations.AddIndex(
-            model_name='statementbatchitem',
-            index=models.Index(fields=['batch', 'status'], name='statementitem_batch_status'),
+            model_name="statementbatchitem",
+            index=models.Index(fields=["batch", "status"], name="statementitem_batch_status"),
         ),
         migrations.AddConstraint(
-            model_name='statementbatchitem',
-            constraint=models.UniqueConstraint(fields=('batch', 'investor'), name='statementitem_unique_investor'),
+            model_name="statementbatchitem",
+            constraint=models.UniqueConstraint(
+                fields=("batch", "investor"), name="statementitem_unique_investor"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statementbatchitem',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'done', 'failed'])), name='statementitem_status_valid'),
+            model_name="statementbatchitem",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["pending", "done", "failed"])),
+                name="statementitem_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statementbatchitem',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('statement__isnull', False), ('status', 'done')), models.Q(models.Q(('status', 'done'), _negated=True), ('statement__isnull', True)), _connector='OR'), name='statementitem_done_iff_statement'),
+            model_name="statementbatchitem",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("statement__isnull", False), ("status", "done")),
+                    models.Q(
+                        models.Q(("status", "done"), _negated=True), ("statement__isnull", True)
+                    ),
+                    _connector="OR",
+                ),
+                name="statementitem_done_iff_statement",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statementbatchitem',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status', 'failed'), _negated=True), models.Q(('last_error', ''), _negated=True), _connector='OR'), name='statementitem_failure_has_error'),
+            model_name="statementbatchitem",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("status", "failed"), _negated=True),
+                    models.Q(("last_error", ""), _negated=True),
+                    _connector="OR",
+                ),
+                name="statementitem_failure_has_error",
+            ),
         ),
     ]
