@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import time_machine
@@ -70,7 +71,7 @@ def buy(offering: Offering, investor: Investor, quanta: int, moment: datetime) -
         issue(offering, investor, quanta, cost_minor=cost)
 
 
-def investor_named(name: str, **fields: object) -> Investor:
+def investor_named(name: str, **fields: Any) -> Investor:
     return make_investor(
         kyc_status="approved", kyc_decided_at=at(2025, 4, 1), legal_name=name, **fields
     )
