@@ -61,10 +61,6 @@ class TaskProblemOut(Schema):
     attempts: int
     error: str
 
-    @staticmethod
-    def resolve_error(item: StatementBatchItem) -> str:
-        return item.last_error
-
 
 class TaskOut(Schema):
     id: int
@@ -95,5 +91,13 @@ class TaskOut(Schema):
             created_at=batch.created_at,
             started_at=batch.started_at,
             finished_at=batch.finished_at,
-            problems=[TaskProblemOut.from_orm(item) for item in problems],
+            problems=[
+                TaskProblemOut(
+                    investor_id=item.investor_id,
+                    status=item.status,
+                    attempts=item.attempts,
+                    error=item.last_error,
+                )
+                for item in problems
+            ],
         )

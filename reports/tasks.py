@@ -36,7 +36,7 @@ def statement_batch_start(batch_id: int) -> int:
     reject_on_worker_lost=True,
     max_retries=ITEM_RETRIES_MAX,
 )
-def statement_batch_item(self: Task[Any, Any], batch_id: int, investor_id: int) -> str:
+def statement_batch_item(self: Task[Any, Any], batch_id: int, investor_id: int) -> Any:
     """One investor's statement. A refusal (DomainError: the data says no) fails the item at
     once; anything else is retried, and the last failure is recorded on the item and counted
     on the batch: never dropped silently."""
@@ -59,6 +59,10 @@ def statement_batch_item(self: Task[Any, Any], batch_id: int, investor_id: int) 
         if is_final:
             return "failed"
         countdown = ITEM_RETRY_BACKOFF_SECONDS[min(retries, len(ITEM_RETRY_BACKOFF_SECONDS) - 1)]
+        if self.request.is_eager:
+            # In-process (no broker): hand the retry back to `apply`, which runs it at once.
+            # Raising it would propagate out of `apply` (task_eager_propagates is on).
+            return self.retry(exc=error, countdown=countdown, throw=False)
         raise self.retry(exc=error, countdown=countdown) from error
 
 
