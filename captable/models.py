@@ -722,3 +722,302 @@ class SubscriptionAgreement(models.Model):
 
     def __str__(self) -> str:
         return f"agreement of subscription {self.subscription_id} ({self.document_version})"
+
+
+# --- payments: funding subscriptions into escrow ----------------------------------------------
+#
+# Invariants (database constraints unless said otherwise):
+# - a payment funds one subscription in its currency; it expects a positive amount; what it
+#   received, paid over or short, and what was sent back are never negative, and never more
+#   was sent back than received;
+# - a provider reference is unique per provider, and so is a provider event id: a webhook
+#   delivered twice finds its event recorded and changes nothing;
+# - one pending payment per subscription (starting a payment twice returns the same one);
+# - a pending or failed payment received nothing and names no ledger entry; a confirmed,
+#   returned or refunded one received money and names the entry that moved it
+#   external → escrow; an over-payment names the entry that sent the excess straight back;
+#   a returned one names the reversal of its funding (and of the excess refund, if any); a
+#   refunded one its refund entry;
+# - money moves only through `captable/ledger.py` (`captable/payments.py` calls it with
+#   deterministic keys, so a replay posts nothing twice); status changes are compare-and-swaps
+#   with a history row; events and history rows are append-only (migration 0008).
+
+
+class PaymentStatus(models.TextChoices):
+    PENDING = "pending", "Pending (instructions given, no money yet)"
+    CONFIRMED = "confirmed", "Confirmed (money in escrow)"
+    RETURNED = "returned", "Returned (the transfer bounced; funding reversed)"
+    FAILED = "failed", "Failed (no money arrived)"
+    REFUNDED = "refunded", "Refunded (the money went back out)"
+
+
+# Payments whose money reached escrow (and the funding entry that moved it).
+PAYMENT_RECEIVED_STATUSES = (
+    PaymentStatus.CONFIRMED,
+    PaymentStatus.RETURNED,
+    PaymentStatus.REFUNDED,
+)
+
+
+class Payment(models.Model):
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.PROTECT, related_name="payments"
+    )
+    provider = models.CharField(max_length=40)
+    provider_reference = models.CharField(max_length=64)
+    status = models.CharField(
+        max_length=12, choices=PaymentStatus.choices, default=PaymentStatus.PENDING
+    )
+    currency = models.CharField(max_length=3)
+    amount_expected_minor = models.BigIntegerField()
+    amount_received_minor = models.BigIntegerField(default=0)
+    # Over-payment: refunded at once. Under-payment: the shortfall when it was confirmed.
+    amount_over_minor = models.BigIntegerField(default=0)
+    amount_short_minor = models.BigIntegerField(default=0)
+    # Where the money came from (as the provider names the payer's account, e.g. a masked
+    # IBAN): refunds go back there.
+    payer_account = models.CharField(max_length=100, blank=True)
+    # Sent back out to the payer: the excess, and the rest on a refund.
+    amount_refunded_minor = models.BigIntegerField(default=0)
+    funding_entry = models.OneToOneField(
+        Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    excess_refund_entry = models.OneToOneField(
+        Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    return_entry = models.OneToOneField(
+        Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # A bounce after the excess went back: that refund is reversed too (it was never owed).
+    excess_return_entry = models.OneToOneField(
+        Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    refund_entry = models.OneToOneField(
+        Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["subscription", "status"], name="payment_subscription")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_reference"], name="payment_reference_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["subscription"],
+                condition=Q(status=PaymentStatus.PENDING),
+                name="payment_one_pending_per_subscription",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=PaymentStatus.values), name="payment_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(currency__in=("USD", "EUR")), name="payment_currency_supported"
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_expected_minor__gt=0)
+                & Q(amount_received_minor__gte=0)
+                & Q(amount_over_minor__gte=0)
+                & Q(amount_short_minor__gte=0)
+                & Q(amount_refunded_minor__gte=0)
+                & Q(amount_refunded_minor__lte=models.F("amount_received_minor"))
+                & Q(amount_over_minor__lte=models.F("amount_received_minor")),
+                name="payment_amounts_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    status__in=PAYMENT_RECEIVED_STATUSES,
+                    amount_received_minor__gt=0,
+                    funding_entry__isnull=False,
+                    confirmed_at__isnull=False,
+                )
+                | Q(
+                    status__in=(PaymentStatus.PENDING, PaymentStatus.FAILED),
+                    amount_received_minor=0,
+                    funding_entry__isnull=True,
+                ),
+                name="payment_received_iff_funded",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_over_minor=0, excess_refund_entry__isnull=True)
+                | Q(amount_over_minor__gt=0, excess_refund_entry__isnull=False),
+                name="payment_excess_refunded",
+            ),
+            models.CheckConstraint(
+                condition=Q(status=PaymentStatus.RETURNED, return_entry__isnull=False)
+                | (~Q(status=PaymentStatus.RETURNED) & Q(return_entry__isnull=True)),
+                name="payment_returned_iff_reversed",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    status=PaymentStatus.RETURNED,
+                    amount_over_minor__gt=0,
+                    excess_return_entry__isnull=False,
+                )
+                | (
+                    ~Q(status=PaymentStatus.RETURNED, amount_over_minor__gt=0)
+                    & Q(excess_return_entry__isnull=True)
+                ),
+                name="payment_returned_excess_reversed",
+            ),
+            models.CheckConstraint(
+                condition=Q(status=PaymentStatus.REFUNDED, refund_entry__isnull=False)
+                | (~Q(status=PaymentStatus.REFUNDED) & Q(refund_entry__isnull=True)),
+                name="payment_refunded_iff_entry",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"payment #{self.pk} {self.provider_reference} ({self.status})"
+
+
+class PaymentEventType(models.TextChoices):
+    CONFIRMED = "payment.confirmed", "Money received"
+    RETURNED = "payment.returned", "Transfer returned (bounced)"
+    FAILED = "payment.failed", "Transfer failed (no money)"
+
+
+class PaymentEvent(models.Model):
+    """Append-only: one notification from a payment provider, as received (signature
+    verified), and what it did. Its (provider, event id) is unique: a repeated delivery is
+    recognised and ignored."""
+
+    provider = models.CharField(max_length=40)
+    provider_event_id = models.CharField(max_length=100)
+    event_type = models.CharField(max_length=40, choices=PaymentEventType.choices)
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="events"
+    )
+    amount_minor = models.BigIntegerField(null=True, blank=True)
+    payload = models.JSONField()
+    outcome = models.TextField()
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["received_at", "id"]
+        indexes = [models.Index(fields=["payment", "received_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_event_id"], name="paymentevent_id_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(event_type__in=PaymentEventType.values),
+                name="paymentevent_type_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} event {self.provider_event_id} ({self.event_type})"
+
+
+class PaymentStatusChange(models.Model):
+    """Append-only: every status a payment went through, and the event that moved it."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="status_changes")
+    from_status = models.CharField(max_length=12, blank=True)
+    to_status = models.CharField(max_length=12, choices=PaymentStatus.choices)
+    event = models.ForeignKey(
+        PaymentEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # Null: the provider or the system.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["payment", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"payment {self.payment_id}: {self.from_status or '-'} → {self.to_status}"
+
+
+# --- reconfirmation after a material change ------------------------------------------------
+#
+# Invariants (database constraints):
+# - at most one pending reconfirmation per subscription (a newer change supersedes it);
+# - a pending one is unresolved; every other status has its `resolved_at`; a reconfirmed one
+#   names the agreement signature that reconfirmed it.
+
+
+class ReconfirmationStatus(models.TextChoices):
+    PENDING = "pending"
+    RECONFIRMED = "reconfirmed"
+    LAPSED = "lapsed", "Lapsed (not reconfirmed in time: cancelled and refunded)"
+    SUPERSEDED = "superseded", "Superseded by a later change"
+    VOID = "void", "Void (the subscription ended otherwise)"
+
+
+class SubscriptionReconfirmation(models.Model):
+    """A material change (a new version of an offering document) asks the investor to sign
+    the new agreement by `due_at`, or the commitment is cancelled and refunded."""
+
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.PROTECT, related_name="reconfirmations"
+    )
+    status = models.CharField(
+        max_length=12, choices=ReconfirmationStatus.choices, default=ReconfirmationStatus.PENDING
+    )
+    # The new document version that made the change (None: another material change).
+    document = models.ForeignKey(
+        "offerings.OfferingDocument",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # The agreement the investor had signed, and the one they are asked to sign.
+    previous_agreement_sha256 = models.CharField(max_length=64)
+    agreement_sha256 = models.CharField(max_length=64)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    requested_at = models.DateTimeField()
+    due_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    agreement = models.OneToOneField(
+        SubscriptionAgreement,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reconfirmation",
+    )
+
+    class Meta:
+        ordering = ["requested_at", "id"]
+        indexes = [models.Index(fields=["status", "due_at"], name="reconfirmation_due")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription"],
+                condition=Q(status=ReconfirmationStatus.PENDING),
+                name="reconfirmation_one_pending",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=ReconfirmationStatus.values),
+                name="reconfirmation_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(status=ReconfirmationStatus.PENDING, resolved_at__isnull=True)
+                | (~Q(status=ReconfirmationStatus.PENDING) & Q(resolved_at__isnull=False)),
+                name="reconfirmation_resolved_has_time",
+            ),
+            models.CheckConstraint(
+                condition=Q(status=ReconfirmationStatus.RECONFIRMED, agreement__isnull=False)
+                | (~Q(status=ReconfirmationStatus.RECONFIRMED) & Q(agreement__isnull=True)),
+                name="reconfirmation_reconfirmed_has_agreement",
+            ),
+            models.CheckConstraint(
+                condition=Q(due_at__gt=models.F("requested_at")),
+                name="reconfirmation_due_after_request",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"reconfirmation #{self.pk} of subscription {self.subscription_id} ({self.status})"
