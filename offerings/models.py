@@ -15,6 +15,7 @@ migration 0002 for append-only history):
 - a live (or later) offering has `went_live_at`;
 - the optional investor processing fee is 0 to 10,000 basis points of the subscription
   amount, with an optional cap (minor units, not negative; NULL = no cap);
+- the platform fee, taken from the raise at closing, is 0 to 10,000 basis points;
 - a status change of an offering or a sponsor is a compare-and-swap in `services.py` plus one
   `OfferingStatusChange` / `SponsorStatusChange` row; those rows and `OfferingDocument` rows
   are append-only (the database refuses UPDATE and DELETE on them);
@@ -292,6 +293,9 @@ class Offering(models.Model):
     # it once per subscription with `common.money.basis_points_of`, then applies the cap.
     investor_fee_basis_points = models.PositiveIntegerField(default=0)
     investor_fee_cap_minor = models.BigIntegerField(null=True, blank=True)
+    # Taken from each accepted subscription's amount at closing (escrow → platform fees, the
+    # rest to the issuer's proceeds); captable rounds it once per subscription.
+    platform_fee_basis_points = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
@@ -387,6 +391,12 @@ class Offering(models.Model):
                 condition=Q(investor_fee_basis_points__gte=0, investor_fee_basis_points__lte=10_000)
                 & (Q(investor_fee_cap_minor__isnull=True) | Q(investor_fee_cap_minor__gte=0)),
                 name="offering_investor_fee_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    platform_fee_basis_points__gte=0, platform_fee_basis_points__lte=10_000
+                ),
+                name="offering_platform_fee_valid",
             ),
         ]
 

@@ -7,6 +7,9 @@ offering at once give one approval and one 409.
 
     draft → in_review → approved → live → closing → closed_funded | closed_failed
       ↑________↓ (reject)                       (draft, in_review, approved, live → cancelled)
+
+Closing is driven by captable (`captable/closing.py`) through `offering_closing_start`,
+`offering_closing_finish` and `offering_deadline_move` (a Reg CF early close).
 """
 
 from __future__ import annotations
@@ -671,6 +674,69 @@ def offering_cancel(*, actor: User, offering_id: int, reason: str) -> Offering:
             actor=actor,
             reason=reason,
         )
+
+
+# Closing itself (accepting, issuing, refunding) is captable's: these move the offering's own
+# state for it, inside the caller's transaction, each with its history row.
+
+
+def offering_closing_start(*, offering: Offering, actor: User | None, reason: str) -> Offering:
+    """live → closing: no more subscriptions or cancellations (captable's closing)."""
+    return _offering_transition(
+        offering=offering,
+        allowed_from=(OfferingStatus.LIVE,),
+        to_status=OfferingStatus.CLOSING,
+        requirement="only a live offering can start closing",
+        actor=actor,
+        reason=reason,
+    )
+
+
+def offering_closing_finish(
+    *, offering: Offering, is_funded: bool, actor: User | None, reason: str
+) -> Offering:
+    """closing → closed_funded (units issued) or closed_failed (every investor refunded)."""
+    return _offering_transition(
+        offering=offering,
+        allowed_from=(OfferingStatus.CLOSING,),
+        to_status=OfferingStatus.CLOSED_FUNDED if is_funded else OfferingStatus.CLOSED_FAILED,
+        requirement="only a closing offering can finish closing",
+        actor=actor,
+        reason=reason,
+    )
+
+
+def offering_deadline_move(
+    *, offering: Offering, closes_at: datetime, actor: User | None, reason: str
+) -> Offering:
+    """A live offering's deadline moves (captable: a Reg CF early close, or back when it
+    lapses). Compare-and-swap on the status and the deadline read, so two moves never both
+    apply; the history row (live → live) keeps both deadlines and the reason."""
+    if closes_at <= offering.opens_at:
+        raise ValidationFailed(
+            "closes_at must be after opens_at.", code="closes_before_opens", field="closes_at"
+        )
+    previous = offering.closes_at
+    now = timezone.now()
+    changed = Offering.objects.filter(
+        pk=offering.pk, status=OfferingStatus.LIVE, closes_at=previous
+    ).update(closes_at=closes_at, updated_at=now)
+    if changed != 1:
+        current = Offering.objects.filter(pk=offering.pk).values_list("status", flat=True).first()
+        raise InvalidTransition(
+            f"offering is {current} or its deadline moved meanwhile; only a live offering's "
+            "deadline can move.",
+            from_status=current,
+        )
+    OfferingStatusChange.objects.create(
+        offering_id=offering.pk,
+        from_status=OfferingStatus.LIVE,
+        to_status=OfferingStatus.LIVE,
+        actor=actor,
+        reason=f"Deadline moved from {previous.isoformat()} to {closes_at.isoformat()}: {reason}",
+    )
+    offering.refresh_from_db()
+    return offering
 
 
 def offerings_open_due(*, now: datetime | None = None) -> list[int]:
