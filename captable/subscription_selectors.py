@@ -1,5 +1,6 @@
 """Reads for subscriptions: an investor's own subscriptions (with their waitlist position),
-the totals the compliance checks count, the cancellation deadline and the agreement document.
+the totals the compliance checks count, the cancellation deadline, the agreement document, the
+money a subscription has in escrow (from its payments) and its reconfirmations.
 
 An investor sees only their own subscriptions: anyone else's is a 404, never a 403.
 """
@@ -16,7 +17,11 @@ from django.db.models.functions import Coalesce
 
 from captable.models import (
     SUBSCRIPTION_LIVE_STATUSES,
+    Payment,
+    PaymentStatus,
+    ReconfirmationStatus,
     Subscription,
+    SubscriptionReconfirmation,
     SubscriptionStatus,
 )
 from common.errors import NotFound
@@ -245,4 +250,53 @@ def subscription_agreement_document(subscription: Subscription) -> AgreementDocu
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         version=version,
         template_document_id=template.pk if template else None,
+    )
+
+
+# --- money: what a subscription has in escrow and what is still due -----------------------------
+
+
+def subscription_total_due_minor(subscription: Subscription) -> int:
+    """What the investor pays: the subscription amount plus the processing fee."""
+    return subscription.amount_minor + subscription.fee_minor
+
+
+def subscription_escrowed_minor(*, subscription_id: int) -> int:
+    """The money this subscription's payments hold in escrow: received less what was sent
+    back, over its confirmed payments (a returned or refunded payment holds nothing). The
+    escrow account is per investor and offering; this is the subscription's share of it."""
+    totals = Payment.objects.filter(
+        subscription_id=subscription_id, status=PaymentStatus.CONFIRMED
+    ).aggregate(received=Sum("amount_received_minor"), refunded=Sum("amount_refunded_minor"))
+    return int(totals["received"] or 0) - int(totals["refunded"] or 0)
+
+
+def subscription_amount_due_minor(subscription: Subscription) -> int:
+    """What is still to be paid before the subscription is funded (never negative)."""
+    escrowed = subscription_escrowed_minor(subscription_id=subscription.pk)
+    return max(subscription_total_due_minor(subscription) - escrowed, 0)
+
+
+def payments_of_subscription(*, user: Any, subscription_id: int) -> QuerySet[Payment]:
+    """The payments of one of the caller's subscriptions, newest first (anyone else's: 404)."""
+    subscription = subscription_get(user=user, subscription_id=subscription_id)
+    return Payment.objects.filter(subscription=subscription).order_by("-created_at", "-pk")
+
+
+# --- reconfirmation after a material change -----------------------------------------------------
+
+
+def reconfirmation_pending(*, subscription_id: int) -> SubscriptionReconfirmation | None:
+    return SubscriptionReconfirmation.objects.filter(
+        subscription_id=subscription_id, status=ReconfirmationStatus.PENDING
+    ).first()
+
+
+def reconfirmations_of_subscription(
+    *, user: Any, subscription_id: int
+) -> QuerySet[SubscriptionReconfirmation]:
+    """Every reconfirmation asked of one of the caller's subscriptions, newest first."""
+    subscription = subscription_get(user=user, subscription_id=subscription_id)
+    return SubscriptionReconfirmation.objects.filter(subscription=subscription).order_by(
+        "-requested_at", "-pk"
     )

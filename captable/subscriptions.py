@@ -1,9 +1,13 @@
 """Subscriptions up to funding: subscribe (reserve units or join the waitlist), sign the
 agreement, cancel, and expire unfunded reservations.
 
-    waitlisted → reserved → signed → funded → accepted
+    waitlisted → reserved → signed ⇄ funded → accepted (closing)
          ↓           ↓         ↓        ↓
-     cancelled   cancelled / expired   refunded / rejected   (funding and closing: later)
+     cancelled   cancelled / expired   cancelled / refunded / rejected
+
+Funding (payments, the webhook, bounces) is in `captable/payments.py`; a subscription that
+ends while money is in escrow (cancelled, expired, lapsed reconfirmation, refunded) sends it
+back out there, on the ledger, in the same transaction.
 
 Rules kept here:
 - Never oversold. Reservations are not ledger entries: a reservation raises
@@ -24,6 +28,9 @@ Rules kept here:
   are counted one after the other (never both against the same totals).
 - Every status change is a compare-and-swap (`filter(pk=..., status=old).update(...)`, exactly
   one row) with an append-only history row.
+- A material change (a new offering document version) asks every signed or funded
+  subscription to reconfirm (sign the new agreement) by the end of the 5th business day
+  after it; `reconfirmations_expire_due` cancels and refunds those that did not.
 """
 
 from __future__ import annotations
@@ -40,19 +47,24 @@ from django.utils import timezone
 from captable.models import (
     SUBSCRIPTION_HOLDING_STATUSES,
     SUBSCRIPTION_UNFUNDED_STATUSES,
+    ReconfirmationStatus,
     Subscription,
     SubscriptionAgreement,
+    SubscriptionReconfirmation,
     SubscriptionStatus,
     SubscriptionStatusChange,
 )
 from captable.subscription_selectors import (
+    AgreementDocument,
     cancel_deadline,
     investor_offering_totals,
     non_accredited_purchaser_count,
+    reconfirmation_pending,
     reg_cf_invested_12_months_minor,
     subscription_agreement_document,
     waitlist_exists,
 )
+from common.business_days import end_of_business_days
 from common.errors import (
     Conflict,
     InvalidTransition,
@@ -80,7 +92,7 @@ from investors.selectors import (
     investor_verified_accreditation_expires_at,
 )
 from offerings.exemptions import Exemption
-from offerings.models import Offering, OfferingStatus
+from offerings.models import Offering, OfferingDocument, OfferingStatus
 from offerings.quantities import cost_of_quanta_minor, format_units
 from offerings.selectors import offerings_visible_to, relationship_days
 
@@ -517,6 +529,51 @@ def _check_signable(subscription: Subscription, now: datetime) -> None:
     _check_open(subscription.offering, now)
 
 
+def _check_typed_name(typed_name: str, legal_name: str) -> None:
+    if _normalized_name(typed_name) != _normalized_name(legal_name) or not typed_name.strip():
+        raise ValidationFailed(
+            "The typed name must be your full legal name as on your investor profile.",
+            code="signature_name_mismatch",
+            field="typed_name",
+        )
+
+
+def _current_agreement(
+    subscription: Subscription, agreement_sha256: str | None
+) -> AgreementDocument:
+    """The agreement as it stands; with the hash of the text the investor was shown, a
+    different current text is refused: the documents changed in between."""
+    document = subscription_agreement_document(subscription)
+    if agreement_sha256 is not None and agreement_sha256.lower() != document.sha256:
+        raise Conflict(
+            "The agreement changed since it was shown to you; read it again and sign the "
+            "current version.",
+            code="agreement_changed",
+            agreement_sha256=document.sha256,
+        )
+    return document
+
+
+def _agreement_record(
+    subscription: Subscription,
+    document: AgreementDocument,
+    *,
+    typed_name: str,
+    ip_address: str | None,
+    now: datetime,
+) -> SubscriptionAgreement:
+    return SubscriptionAgreement.objects.create(
+        subscription=subscription,
+        typed_name=" ".join(typed_name.split()),
+        signed_at=now,
+        ip_address=_ip_or_none(ip_address),
+        document_sha256=document.sha256,
+        document_version=document.version,
+        template_document_id=document.template_document_id,
+        document_text=document.text,
+    )
+
+
 def subscription_sign(
     *,
     actor: User,
@@ -533,21 +590,8 @@ def subscription_sign(
     with transaction.atomic():
         subscription = _own_subscription(actor, subscription_id)
         _check_signable(subscription, now)
-        legal_name = subscription.investor.legal_name
-        if _normalized_name(typed_name) != _normalized_name(legal_name) or not typed_name.strip():
-            raise ValidationFailed(
-                "The typed name must be your full legal name as on your investor profile.",
-                code="signature_name_mismatch",
-                field="typed_name",
-            )
-        document = subscription_agreement_document(subscription)
-        if agreement_sha256 is not None and agreement_sha256.lower() != document.sha256:
-            raise Conflict(
-                "The agreement changed since it was shown to you; read it again and sign the "
-                "current version.",
-                code="agreement_changed",
-                agreement_sha256=document.sha256,
-            )
+        _check_typed_name(typed_name, subscription.investor.legal_name)
+        document = _current_agreement(subscription, agreement_sha256)
         _transition(
             subscription,
             allowed_from=(SubscriptionStatus.RESERVED,),
@@ -557,25 +601,58 @@ def subscription_sign(
             now=now,
             signed_at=now,
         )
-        SubscriptionAgreement.objects.create(
-            subscription=subscription,
-            typed_name=" ".join(typed_name.split()),
-            signed_at=now,
-            ip_address=_ip_or_none(ip_address),
-            document_sha256=document.sha256,
-            document_version=document.version,
-            template_document_id=document.template_document_id,
-            document_text=document.text,
+        _agreement_record(
+            subscription, document, typed_name=typed_name, ip_address=ip_address, now=now
         )
     return subscription
+
+
+# --- ending a subscription that holds units (and maybe money) -----------------------------------
+
+
+def subscription_end_holding(
+    subscription: Subscription,
+    *,
+    allowed_from: tuple[str, ...],
+    to_status: str,
+    actor: User | None,
+    reason: str,
+    now: datetime,
+    promote: bool = True,
+) -> int:
+    """End a reserved, signed or funded subscription: compare-and-swap to `to_status` with a
+    history row, send every payment's money in escrow back out (one ledger entry per
+    payment), void a pending reconfirmation, release its units and (unless the caller does
+    it once for many) offer them to the waitlist. Runs in the caller's transaction, which
+    holds the offering's row lock; returns the amount refunded."""
+    # payments.py builds on this module's transitions; imported here to avoid the cycle.
+    from captable.payments import payments_refund_escrowed
+
+    _transition(
+        subscription,
+        allowed_from=allowed_from,
+        to_status=to_status,
+        actor=actor,
+        reason=reason,
+        now=now,
+    )
+    refunded = payments_refund_escrowed(subscription=subscription, actor=actor, reason=reason)
+    SubscriptionReconfirmation.objects.filter(
+        subscription_id=subscription.pk, status=ReconfirmationStatus.PENDING
+    ).update(status=ReconfirmationStatus.VOID, resolved_at=now)
+    _release(subscription.offering_id, subscription.quanta, now)
+    if promote:
+        _waitlist_promote(subscription.offering_id, now)
+    return refunded
 
 
 # --- cancel ---------------------------------------------------------------------------------------
 
 
 def _check_cancel_window(subscription: Subscription, offering: Offering, now: datetime) -> None:
-    """A waitlisted subscription may leave the queue while the offering is live. A reserved or
-    signed one: until the exemption's deadline, or inside its ECSP reflection period."""
+    """A waitlisted subscription may leave the queue while the offering is live. A reserved,
+    signed or funded one: until the exemption's deadline, or inside its ECSP reflection
+    period, or while a reconfirmation is asked of it (declining a material change)."""
     in_reflection = subscription.revocable_until is not None and now < subscription.revocable_until
     if in_reflection:
         return
@@ -586,6 +663,8 @@ def _check_cancel_window(subscription: Subscription, offering: Offering, now: da
             offering_status=offering.status,
         )
     if subscription.status == SubscriptionStatus.WAITLISTED:
+        return
+    if reconfirmation_pending(subscription_id=subscription.pk) is not None:
         return
     deadline = cancel_deadline(offering=offering)
     if now >= deadline:
@@ -601,38 +680,65 @@ def _check_cancel_window(subscription: Subscription, offering: Offering, now: da
         )
 
 
+CANCELLABLE_STATUSES = (SubscriptionStatus.WAITLISTED, *SUBSCRIPTION_HOLDING_STATUSES)
+
+
 def subscription_cancel(*, actor: User, subscription_id: int, reason: str = "") -> Subscription:
-    """The investor cancels a subscription not yet funded; its units go to the waitlist."""
+    """The investor cancels a subscription inside the allowed window: money in escrow (a
+    funded or part-paid one) goes back out where it came from, on the ledger; its units go to
+    the waitlist. One transaction."""
     now = timezone.now()
     with transaction.atomic():
         subscription = _own_subscription(actor, subscription_id)
         offering = _offering_locked(subscription.offering_id)
         subscription.refresh_from_db(fields=["status"])
-        if subscription.status == SubscriptionStatus.FUNDED:
-            raise Conflict(
-                "This subscription is funded: cancelling it needs a refund of the money in "
-                "escrow, which is not available yet.",
-                code="refund_not_available",
-            )
-        cancellable = (SubscriptionStatus.WAITLISTED, *SUBSCRIPTION_UNFUNDED_STATUSES)
-        if subscription.status not in cancellable:
+        if subscription.status not in CANCELLABLE_STATUSES:
             raise InvalidTransition(
                 f"subscription is {subscription.status}; it can no longer be cancelled.",
                 from_status=subscription.status,
             )
         _check_cancel_window(subscription, offering, now)
-        held_units = subscription.status in SUBSCRIPTION_HOLDING_STATUSES
-        _transition(
+        reason = reason.strip() or "Cancelled by the investor."
+        if subscription.status == SubscriptionStatus.WAITLISTED:
+            _transition(
+                subscription,
+                allowed_from=(SubscriptionStatus.WAITLISTED,),
+                to_status=SubscriptionStatus.CANCELLED,
+                actor=actor,
+                reason=reason,
+                now=now,
+            )
+        else:
+            subscription_end_holding(
+                subscription,
+                allowed_from=SUBSCRIPTION_HOLDING_STATUSES,
+                to_status=SubscriptionStatus.CANCELLED,
+                actor=actor,
+                reason=reason,
+                now=now,
+            )
+    return subscription
+
+
+def subscription_cancel_unfunded(
+    *, subscription: Subscription, actor: User | None, reason: str
+) -> Subscription:
+    """The system cancels a reserved or signed subscription (closing: reservations not
+    funded in time), refunding any part-payment; no investor window applies. Already
+    cancelled: a no-op. One transaction (joins the caller's)."""
+    with transaction.atomic():
+        _offering_locked(subscription.offering_id)
+        subscription.refresh_from_db()
+        if subscription.status == SubscriptionStatus.CANCELLED:
+            return subscription
+        subscription_end_holding(
             subscription,
-            allowed_from=cancellable,
+            allowed_from=SUBSCRIPTION_UNFUNDED_STATUSES,
             to_status=SubscriptionStatus.CANCELLED,
             actor=actor,
-            reason=reason.strip() or "Cancelled by the investor.",
-            now=now,
+            reason=reason,
+            now=timezone.now(),
         )
-        if held_units:
-            _release(offering.pk, subscription.quanta, now)
-            _waitlist_promote(offering.pk, now)
     return subscription
 
 
@@ -643,35 +749,34 @@ def _expire_in_offering(offering_id: int, subscription_ids: list[int], now: date
     with transaction.atomic():
         _offering_locked(offering_id)
         expired: list[int] = []
-        released = 0
         due = Subscription.objects.filter(
             pk__in=subscription_ids,
             status__in=SUBSCRIPTION_UNFUNDED_STATUSES,
             expires_at__lte=now,
         ).order_by("pk")
-        for subscription in due:
+        for subscription in due.select_related("offering", "investor"):
             try:
-                _transition(
+                subscription_end_holding(
                     subscription,
                     allowed_from=SUBSCRIPTION_UNFUNDED_STATUSES,
                     to_status=SubscriptionStatus.EXPIRED,
                     actor=None,
                     reason=f"Not funded by {subscription.expires_at:%Y-%m-%d %H:%M %Z}.",
                     now=now,
+                    promote=False,
                 )
             except InvalidTransition:
                 continue  # funded or cancelled meanwhile
             expired.append(subscription.pk)
-            released += subscription.quanta
-        if released:
-            _release(offering_id, released, now)
+        if expired:
             _waitlist_promote(offering_id, now)
     return expired
 
 
 def subscriptions_expire_due(*, now: datetime | None = None) -> list[int]:
-    """Expire every unfunded reservation past its `expires_at` and release its units to the
-    waitlist; one transaction per offering. Safe to run twice (and concurrently)."""
+    """Expire every unfunded reservation past its `expires_at`, refund any part-payment in
+    escrow and release its units to the waitlist; one transaction per offering. Safe to run
+    twice (and concurrently)."""
     moment = now or timezone.now()
     due: dict[int, list[int]] = {}
     rows = Subscription.objects.filter(
@@ -683,3 +788,176 @@ def subscriptions_expire_due(*, now: datetime | None = None) -> list[int]:
     for offering_id, subscription_ids in due.items():
         expired.extend(_expire_in_offering(offering_id, subscription_ids, moment))
     return expired
+
+
+# --- reconfirmation after a material change -------------------------------------------------------
+
+RECONFIRMATION_BUSINESS_DAYS = 5
+RECONFIRMABLE_STATUSES = (SubscriptionStatus.SIGNED, SubscriptionStatus.FUNDED)
+
+
+def reconfirmation_due_at(offering: Offering, now: datetime) -> datetime:
+    """The end of the 5th business day (Monday to Friday) after `now`, in the offering's
+    time zone."""
+    return end_of_business_days(now, RECONFIRMATION_BUSINESS_DAYS, offering.time_zone)
+
+
+def _ask_reconfirmation(
+    subscription: Subscription,
+    *,
+    document: OfferingDocument | None,
+    actor: User | None,
+    due_at: datetime,
+    now: datetime,
+) -> bool:
+    """True when the subscription is asked (again) to reconfirm: its last signature is not
+    of the agreement as it now stands."""
+    current = subscription_agreement_document(subscription)
+    last = subscription.agreements.order_by("-signed_at", "-pk").first()
+    if last is None or last.document_sha256 == current.sha256:
+        return False
+    pending = reconfirmation_pending(subscription_id=subscription.pk)
+    if pending is not None:
+        if pending.agreement_sha256 == current.sha256:
+            return False  # already asked for exactly this agreement
+        SubscriptionReconfirmation.objects.filter(
+            pk=pending.pk, status=ReconfirmationStatus.PENDING
+        ).update(status=ReconfirmationStatus.SUPERSEDED, resolved_at=now)
+    SubscriptionReconfirmation.objects.create(
+        subscription=subscription,
+        document=document,
+        previous_agreement_sha256=last.document_sha256,
+        agreement_sha256=current.sha256,
+        requested_by=actor,
+        requested_at=now,
+        due_at=due_at,
+    )
+    return True
+
+
+def subscriptions_require_reconfirmation(
+    *, offering: Offering, actor: User | None, document: OfferingDocument | None = None
+) -> list[int]:
+    """A material change to `offering` (e.g. `document`, a new version of one of its
+    documents): every signed or funded subscription whose signed agreement no longer matches
+    the current one must reconfirm by the end of the 5th business day, or it is cancelled and
+    refunded (`reconfirmations_expire_due`). A newer change supersedes a pending request.
+    Returns the subscriptions asked. One transaction; safe to run twice."""
+    now = timezone.now()
+    asked: list[int] = []
+    with transaction.atomic():
+        locked = _offering_locked(offering.pk)
+        due_at = reconfirmation_due_at(locked, now)
+        subscriptions = (
+            Subscription.objects.select_for_update(of=("self",))
+            .select_related("offering__issuer", "investor")
+            .filter(offering_id=offering.pk, status__in=RECONFIRMABLE_STATUSES)
+            .order_by("pk")
+        )
+        for subscription in subscriptions:
+            if _ask_reconfirmation(
+                subscription, document=document, actor=actor, due_at=due_at, now=now
+            ):
+                asked.append(subscription.pk)
+    return asked
+
+
+def subscription_reconfirm(
+    *,
+    actor: User,
+    subscription_id: int,
+    typed_name: str,
+    ip_address: str | None,
+    agreement_sha256: str | None = None,
+) -> Subscription:
+    """The investor reconfirms after a material change: signs the agreement as it now
+    stands (click-to-sign, as for the first signature) before the reconfirmation is due."""
+    now = timezone.now()
+    with transaction.atomic():
+        subscription = _own_subscription(actor, subscription_id)
+        Subscription.objects.select_for_update(of=("self",)).filter(pk=subscription.pk).first()
+        subscription.refresh_from_db(fields=["status"])
+        pending = reconfirmation_pending(subscription_id=subscription.pk)
+        if pending is None:
+            raise Conflict(
+                "Nothing to reconfirm: no change to the offering is awaiting your signature.",
+                code="no_reconfirmation_pending",
+            )
+        if subscription.status not in RECONFIRMABLE_STATUSES:
+            raise InvalidTransition(
+                f"subscription is {subscription.status}; it can no longer be reconfirmed.",
+                from_status=subscription.status,
+            )
+        if now >= pending.due_at:
+            raise Conflict(
+                f"The reconfirmation was due by {pending.due_at.isoformat()}; the subscription "
+                "is being cancelled and refunded.",
+                code="reconfirmation_lapsed",
+            )
+        _check_typed_name(typed_name, subscription.investor.legal_name)
+        document = _current_agreement(subscription, agreement_sha256)
+        agreement = _agreement_record(
+            subscription, document, typed_name=typed_name, ip_address=ip_address, now=now
+        )
+        changed = SubscriptionReconfirmation.objects.filter(
+            pk=pending.pk, status=ReconfirmationStatus.PENDING
+        ).update(status=ReconfirmationStatus.RECONFIRMED, resolved_at=now, agreement=agreement)
+        assert changed == 1, "the subscription's row lock serializes reconfirmations"
+    return subscription
+
+
+def _lapse_in_offering(offering_id: int, reconfirmation_ids: list[int], now: datetime) -> list[int]:
+    with transaction.atomic():
+        _offering_locked(offering_id)
+        lapsed: list[int] = []
+        due = SubscriptionReconfirmation.objects.filter(
+            pk__in=reconfirmation_ids, status=ReconfirmationStatus.PENDING, due_at__lte=now
+        ).order_by("pk")
+        for reconfirmation in due:
+            subscription = (
+                Subscription.objects.select_for_update(of=("self",))
+                .select_related("offering", "investor")
+                .get(pk=reconfirmation.subscription_id)
+            )
+            # Still signed or funded: it lapses (cancelled and refunded). Otherwise it ended
+            # another way meanwhile (accepted at closing, say): the request is void.
+            is_live = subscription.status in RECONFIRMABLE_STATUSES
+            SubscriptionReconfirmation.objects.filter(
+                pk=reconfirmation.pk, status=ReconfirmationStatus.PENDING
+            ).update(
+                status=ReconfirmationStatus.LAPSED if is_live else ReconfirmationStatus.VOID,
+                resolved_at=now,
+            )
+            if not is_live:
+                continue
+            subscription_end_holding(
+                subscription,
+                allowed_from=RECONFIRMABLE_STATUSES,
+                to_status=SubscriptionStatus.CANCELLED,
+                actor=None,
+                reason=f"Not reconfirmed by {reconfirmation.due_at.isoformat()} after a "
+                "material change to the offering: cancelled and refunded.",
+                now=now,
+                promote=False,
+            )
+            lapsed.append(subscription.pk)
+        if lapsed:
+            _waitlist_promote(offering_id, now)
+    return lapsed
+
+
+def reconfirmations_expire_due(*, now: datetime | None = None) -> list[int]:
+    """Cancel and refund every signed or funded subscription whose reconfirmation is past
+    due; one transaction per offering. Returns the subscriptions cancelled. Safe to run twice
+    (each cancellation is a compare-and-swap)."""
+    moment = now or timezone.now()
+    due: dict[int, list[int]] = {}
+    rows = SubscriptionReconfirmation.objects.filter(
+        status=ReconfirmationStatus.PENDING, due_at__lte=moment
+    ).order_by("subscription__offering_id", "pk")
+    for reconfirmation_id, offering_id in rows.values_list("pk", "subscription__offering_id"):
+        due.setdefault(offering_id, []).append(reconfirmation_id)
+    lapsed: list[int] = []
+    for offering_id, reconfirmation_ids in due.items():
+        lapsed.extend(_lapse_in_offering(offering_id, reconfirmation_ids, now=moment))
+    return lapsed

@@ -13,7 +13,8 @@ from ninja.params import HeaderEx, P
 
 from captable import subscriptions
 from captable.api import actor_of
-from captable.models import Subscription
+from captable.models import Subscription, SubscriptionReconfirmation
+from captable.payment_schemas import ReconfirmationOut
 from captable.schemas import READ_ERRORS, WRITE_ERRORS, quanta_of
 from captable.subscription_schemas import (
     AgreementOut,
@@ -24,6 +25,7 @@ from captable.subscription_schemas import (
     SubscriptionSignIn,
 )
 from captable.subscription_selectors import (
+    reconfirmations_of_subscription,
     subscription_agreement_document,
     subscription_get,
     subscriptions_of_user,
@@ -144,12 +146,44 @@ def subscription_sign(
 def subscription_cancel(
     request: HttpRequest, subscription_id: int, payload: SubscriptionCancelIn | None = None
 ) -> Subscription:
-    """Cancel a subscription that is not funded yet: waitlisted ones while the offering is
-    live; reserved or signed ones until `cancel_deadline` (Reg CF: 48 hours before the
-    offering deadline) or inside the ECSP reflection period. Funded ones need a refund (409
-    `refund_not_available` for now)."""
+    """Cancel a subscription: waitlisted ones while the offering is live; reserved, signed or
+    funded ones until `cancel_deadline` (Reg CF: 48 hours before the offering deadline),
+    inside the ECSP reflection period, or while a reconfirmation is pending. Money in escrow
+    goes back to where it came from (see `GET /subscriptions/{id}/payments`)."""
     actor = actor_of(request)
     subscriptions.subscription_cancel(
         actor=actor, subscription_id=subscription_id, reason=payload.reason if payload else ""
     )
     return subscription_get(user=actor, subscription_id=subscription_id)
+
+
+@subscriptions_router.post(
+    "/subscriptions/{int:subscription_id}/reconfirm",
+    response={200: SubscriptionDetailOut, **WRITE_ERRORS},
+)
+def subscription_reconfirm(
+    request: HttpRequest, subscription_id: int, payload: SubscriptionSignIn
+) -> Subscription:
+    """After a material change to the offering (a new document version), sign the agreement
+    as it now stands (`GET /subscriptions/{id}/agreement`) before the reconfirmation's
+    `due_at`, or the subscription is cancelled and refunded."""
+    actor = actor_of(request)
+    subscriptions.subscription_reconfirm(
+        actor=actor,
+        subscription_id=subscription_id,
+        typed_name=payload.typed_name,
+        ip_address=client_ip_of(request),
+        agreement_sha256=payload.agreement_sha256,
+    )
+    return subscription_get(user=actor, subscription_id=subscription_id)
+
+
+@subscriptions_router.get(
+    "/subscriptions/{int:subscription_id}/reconfirmations",
+    response={200: list[ReconfirmationOut], **READ_ERRORS},
+)
+def subscription_reconfirmations(
+    request: HttpRequest, subscription_id: int
+) -> QuerySet[SubscriptionReconfirmation]:
+    """The reconfirmations asked of one of your subscriptions, newest first."""
+    return reconfirmations_of_subscription(user=actor_of(request), subscription_id=subscription_id)

@@ -20,18 +20,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from common.errors import DomainError
 from reports import services
+from reports.commands_progress import progress_bar
 from reports.kinds import REGISTRY, StatementScope
 from reports.models import BatchStatus, ItemStatus, Statement, StatementBatch, StatementKind
 from reports.periods import period_parse
 
 POLL_SECONDS = 0.5
-BAR_WIDTH = 30
-
-
-def progress_bar(*, done: int, failed: int, total: int) -> str:
-    finished = done + failed
-    filled = BAR_WIDTH * finished // total if total else BAR_WIDTH
-    return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {finished}/{total} ({failed} failed)"
 
 
 class Command(BaseCommand):
