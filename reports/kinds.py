@@ -175,6 +175,7 @@ def _investor_periodic_context(data: InvestorPeriodicStatement, fmt: Formatter) 
     cash_zone = platform_time_zone()
     return {
         "title": "Investor statement",
+        "running_subject": investor.legal_name,
         "period_label": data.period.label,
         "period_text": heading,
         "period_range": dates,
@@ -235,9 +236,10 @@ def _build_captable_report(scope: StatementScope) -> CapTableReport:
 def _captable_report_context(data: CapTableReport, fmt: Formatter) -> dict[str, Any]:
     offering = data.offering
     currency, per_unit, zone = offering.currency, offering.quanta_per_unit, offering.time_zone
-    as_of_text = f"the end of {fmt.date(data.period.end)} ({zone})"
+    as_of_text = f"the end of {fmt.date(data.period.end)} in {zone}"
     return {
         "title": "Cap-table report",
+        "running_subject": offering.title,
         "period_label": data.period.label,
         "period_text": f"As of {fmt.date(data.period.end)}",
         "as_of_text": as_of_text,

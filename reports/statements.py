@@ -245,6 +245,8 @@ def describe(row: PostingRow, counterparts: frozenset[str]) -> str:
         if from_investor:
             return "Payment received into escrow" if row.amount > 0 else "Refund from escrow"
         return "Escrow released to the issuer" if row.amount < 0 else "Returned to escrow"
+    if row.entry_kind == EntryKind.REDEEM:
+        return "Redemption proceeds"
     if AccountKind.EXTERNAL in counterparts:
         return "Deposit" if row.amount > 0 else "Withdrawal"
     if AccountKind.ESCROW in counterparts:

@@ -109,8 +109,9 @@ def test_refusals_are_logged(caplog):
     assert "refused to fetch file:///etc/passwd" in caplog.text
 
 
-def test_our_logo_is_fetched_from_the_reports_static_folder():
-    rendered = html_to_pdf('<img src="reports/logo.svg"><p>Logo</p>')
+def test_relative_urls_resolve_to_the_reports_static_folder():
+    # (a stylesheet: images fetched once are kept in the process's cache, stylesheets not)
+    rendered = html_to_pdf('<link rel="stylesheet" href="reports/statement.css"><p>x</p>')
     assert len(rendered.fetched_urls) == 1
-    assert rendered.fetched_urls[0].endswith("/reports/static/reports/logo.svg")
+    assert rendered.fetched_urls[0].endswith("/reports/static/reports/statement.css")
     assert rendered.refused_urls == ()
