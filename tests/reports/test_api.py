@@ -10,9 +10,13 @@ commits, broker and worker are in `test_worker.py`."""
 import pytest
 from django.core import mail
 
+from reports.kinds import StatementScope
 from reports.models import ItemStatus, Statement, StatementBatch, StatementBatchItem
+from reports.periods import period_parse
+from reports.services import statement_generate
 from tests.conftest import bearer, new_user
 from tests.investors.factories import post_json
+from tests.offerings.factories import approved_sponsor, member_of
 from tests.reports.conftest import pdf_text
 from tests.reports.failing_storage import RefusingStorage
 from tests.reports.ledger_book import PERIOD, seed_book
@@ -183,3 +187,22 @@ def test_a_failing_statement_is_retried_then_reported_not_dropped(
     assert item.status == ItemStatus.FAILED
     assert not Statement.objects.filter(investor=book.bob).exists()
     assert len(mail.outbox) == 2
+
+
+def test_a_cap_table_report_is_visible_to_its_sponsor_and_staff_only(api_client, book, staff):
+    scope = StatementScope(
+        "captable_report", period_parse("2025-09-30"), offering_id=book.offering.pk
+    )
+    report = statement_generate(scope=scope).statement
+    path = f"/api/v1/statements/{report.pk}/pdf"
+    sponsor_member = member_of(book.offering.sponsor)
+    response = api_client.get(path, **bearer(sponsor_member))
+    assert response.status_code == 200
+    assert "Cap-table report" in pdf_text(b"".join(response.streaming_content))
+    listed = api_client.get("/api/v1/statements", **bearer(sponsor_member)).json()
+    assert [s["id"] for s in listed["items"]] == [report.pk]
+    assert api_client.get(path, **bearer(staff)).status_code == 200
+    # another sponsor's member and an investor of the offering get a 404
+    other_sponsor = member_of(approved_sponsor(name="Other Realty"))
+    assert api_client.get(path, **bearer(other_sponsor)).status_code == 404
+    assert api_client.get(path, **bearer(book.alice.user)).status_code == 404
