@@ -17,12 +17,16 @@ from django.urls import URLPattern, path, reverse
 from django.utils.dateparse import parse_date
 from django.utils.html import format_html
 
-from captable import transfers
+from captable import closing, transfers
 from captable.models import (
     Account,
     ChainSeal,
+    CloseRequest,
+    CloseRequestStatusChange,
+    EarlyClose,
     Entry,
     Lot,
+    OfferingClosing,
     Posting,
     ReversalRequest,
     ReversalRequestStatusChange,
@@ -404,3 +408,100 @@ class SubscriptionAgreementAdmin(ReadOnlyAdmin):
     list_select_related = ("subscription",)
     search_fields = ("typed_name", "document_sha256")
     ordering = ("-signed_at", "-id")
+
+
+# --- closing --------------------------------------------------------------------------------
+# Close requests are decided through `captable/closing.py`, which refuses the staff member who
+# prepared a request as its approver (four eyes); the close itself runs in the background.
+
+
+class CloseRequestStatusChangeInline(ReadOnlyInline):
+    model = CloseRequestStatusChange
+    fields = ("created_at", "from_status", "to_status", "actor", "reason")
+    readonly_fields = fields
+
+
+@admin.register(CloseRequest)
+class CloseRequestAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "offering",
+        "status",
+        "reason",
+        "requested_by",
+        "decided_by",
+        "created_at",
+        "completed_at",
+    )
+    list_filter = ("status",)
+    list_select_related = ("offering", "requested_by", "decided_by")
+    inlines = [CloseRequestStatusChangeInline]
+    actions = ["approve", "reject"]
+    ordering = ("-created_at", "-id")
+
+    @admin.action(description="Approve the selected close requests (the offerings close)")
+    def approve(self, request: HttpRequest, queryset: QuerySet[CloseRequest]) -> None:
+        def decide(user: User, pk: int) -> None:
+            closing.close_request_approve(
+                actor=user, close_request_id=pk, reason=f"Approved in the admin by {user.email}."
+            )
+
+        _decide(self, request, queryset, decide, "approved")
+
+    @admin.action(description="Reject the selected close requests")
+    def reject(self, request: HttpRequest, queryset: QuerySet[CloseRequest]) -> None:
+        def decide(user: User, pk: int) -> None:
+            closing.close_request_reject(
+                actor=user, close_request_id=pk, reason=f"Rejected in the admin by {user.email}."
+            )
+
+        _decide(self, request, queryset, decide, "rejected")
+
+
+@admin.register(CloseRequestStatusChange)
+class CloseRequestStatusChangeAdmin(ReadOnlyAdmin):
+    list_display = ("close_request", "from_status", "to_status", "actor", "reason", "created_at")
+    list_filter = ("to_status",)
+    list_select_related = ("close_request", "actor")
+
+
+@admin.register(OfferingClosing)
+class OfferingClosingAdmin(ReadOnlyAdmin):
+    list_display = (
+        "offering",
+        "trigger",
+        "outcome",
+        "amount_funded",
+        "target",
+        "started_by",
+        "started_at",
+        "decided_at",
+        "completed_at",
+    )
+    list_filter = ("outcome", "trigger")
+    list_select_related = ("offering", "started_by")
+    ordering = ("-started_at", "-id")
+
+    @admin.display(description="Funded")
+    def amount_funded(self, record: OfferingClosing) -> str:
+        return _money(record.amount_funded_minor, record.currency)
+
+    @admin.display(description="Target")
+    def target(self, record: OfferingClosing) -> str:
+        return _money(record.target_raise_minor, record.currency)
+
+
+@admin.register(EarlyClose)
+class EarlyCloseAdmin(ReadOnlyAdmin):
+    list_display = (
+        "offering",
+        "status",
+        "original_closes_at",
+        "closes_at",
+        "notice_given_at",
+        "scheduled_by",
+        "resolved_at",
+    )
+    list_filter = ("status",)
+    list_select_related = ("offering", "scheduled_by")
+    ordering = ("-notice_given_at", "-id")

@@ -1021,3 +1021,236 @@ class SubscriptionReconfirmation(models.Model):
 
     def __str__(self) -> str:
         return f"reconfirmation #{self.pk} of subscription {self.subscription_id} ({self.status})"
+
+
+# --- closing an offering ----------------------------------------------------------------------
+#
+# Invariants (database constraints unless said otherwise):
+# - four eyes: a close request is decided (approved or rejected) by a staff member other than
+#   the one who prepared it; an approved or completed request names its approver, a rejected
+#   one gives its reason; a completed one has its completion time;
+# - at most one open (pending approval or approved) close request per offering;
+# - one closing record per offering: whether the offering is funded (units issued) or failed
+#   (every investor refunded) is decided once and never changes, so a close resumed after a
+#   crash finishes the close it started; an outcome has its decision time, a completed close
+#   its outcome; a close started by a request names it;
+# - at most one scheduled early close per offering; its new deadline is before the deadline it
+#   replaces and after the notice; a resolved one has its resolution time;
+# - status changes are compare-and-swaps in `captable/closing.py`, each close request change
+#   with a history row; history rows are append-only (triggers in migration 0009).
+
+
+class CloseRequestStatus(models.TextChoices):
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved", "Approved (closing under way)"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled", "Cancelled (the offering closed otherwise)"
+
+
+OPEN_CLOSE_REQUEST_STATUSES = (CloseRequestStatus.PENDING_APPROVAL, CloseRequestStatus.APPROVED)
+
+
+class CloseRequest(models.Model):
+    """Closing an offering, prepared by one staff member and approved by another."""
+
+    offering = models.ForeignKey(Offering, on_delete=models.PROTECT, related_name="close_requests")
+    status = models.CharField(
+        max_length=20,
+        choices=CloseRequestStatus.choices,
+        default=CloseRequestStatus.PENDING_APPROVAL,
+    )
+    reason = models.TextField()
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["offering", "status"], name="closerequest_offering")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=CloseRequestStatus.values), name="closerequest_status_valid"
+            ),
+            models.CheckConstraint(condition=~Q(reason=""), name="closerequest_reason_given"),
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True) | ~Q(decided_by=models.F("requested_by")),
+                name="closerequest_four_eyes",
+            ),
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True, decided_at__isnull=True)
+                | Q(decided_by__isnull=False, decided_at__isnull=False),
+                name="closerequest_decision_has_time",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=(CloseRequestStatus.APPROVED, CloseRequestStatus.COMPLETED))
+                | Q(decided_by__isnull=False),
+                name="closerequest_approval_named",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=CloseRequestStatus.REJECTED)
+                | Q(decided_by__isnull=False) & ~Q(decision_reason=""),
+                name="closerequest_rejection_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=Q(status=CloseRequestStatus.COMPLETED, completed_at__isnull=False)
+                | (~Q(status=CloseRequestStatus.COMPLETED) & Q(completed_at__isnull=True)),
+                name="closerequest_completed_has_time",
+            ),
+            models.UniqueConstraint(
+                fields=["offering"],
+                condition=Q(status__in=OPEN_CLOSE_REQUEST_STATUSES),
+                name="closerequest_one_open_per_offering",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"close request #{self.pk} of offering {self.offering_id} ({self.status})"
+
+
+class CloseRequestStatusChange(models.Model):
+    """Append-only: who moved a close request from what to what, when and why."""
+
+    close_request = models.ForeignKey(
+        CloseRequest, on_delete=models.PROTECT, related_name="status_changes"
+    )
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, choices=CloseRequestStatus.choices)
+    # Null: the system (the close finished, or the deadline closed the offering).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["close_request", "created_at"])]
+
+    def __str__(self) -> str:
+        return (
+            f"close request {self.close_request_id}: {self.from_status or '-'} → {self.to_status}"
+        )
+
+
+class ClosingOutcome(models.TextChoices):
+    FUNDED = "funded", "Funded (subscriptions accepted, units issued)"
+    FAILED = "failed", "Failed (every funded subscription refunded)"
+
+
+class ClosingTrigger(models.TextChoices):
+    REQUEST = "request", "A close request approved by a second staff member"
+    DEADLINE = "deadline", "The offering's deadline (scheduled task)"
+
+
+class OfferingClosing(models.Model):
+    """One per offering: the close that started as the offering entered `closing`, its outcome
+    once decided (and the figures it was decided on), and when it finished.
+
+    The outcome waits while it depends on money that may still be withdrawn (a funded ECSP
+    subscription inside its reflection period, or one asked to reconfirm a material change);
+    once decided it never changes, so a close resumed after a crash finishes the same close."""
+
+    offering = models.OneToOneField(
+        Offering, on_delete=models.PROTECT, related_name="closing_record"
+    )
+    trigger = models.CharField(max_length=10, choices=ClosingTrigger.choices)
+    close_request = models.OneToOneField(
+        CloseRequest, on_delete=models.PROTECT, null=True, blank=True, related_name="closing"
+    )
+    outcome = models.CharField(max_length=10, choices=ClosingOutcome.choices, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # Paid and no longer withdrawable when the outcome was decided, vs the target.
+    amount_funded_minor = models.BigIntegerField(default=0)
+    target_raise_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    # Null: the scheduled task.
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    started_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(outcome="", decided_at__isnull=True)
+                | Q(outcome__in=ClosingOutcome.values, decided_at__isnull=False),
+                name="offeringclosing_outcome_decided",
+            ),
+            models.CheckConstraint(
+                condition=Q(trigger=ClosingTrigger.REQUEST, close_request__isnull=False)
+                | Q(trigger=ClosingTrigger.DEADLINE, close_request__isnull=True),
+                name="offeringclosing_request_named",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_funded_minor__gte=0, target_raise_minor__gte=0),
+                name="offeringclosing_amounts_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(completed_at__isnull=True)
+                | Q(completed_at__gte=models.F("started_at"), decided_at__isnull=False),
+                name="offeringclosing_completed_after_decision",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"closing of offering {self.offering_id} ({self.outcome or 'undecided'})"
+
+
+class EarlyCloseStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled (investors notified of the new deadline)"
+    CLOSED = "closed", "Closed at the new deadline"
+    LAPSED = "lapsed", "Lapsed (target no longer met at the new deadline; old deadline back)"
+
+
+class EarlyClose(models.Model):
+    """A Reg CF early close: notice of a new, earlier deadline, given once the target is met."""
+
+    offering = models.ForeignKey(Offering, on_delete=models.PROTECT, related_name="early_closes")
+    status = models.CharField(
+        max_length=10, choices=EarlyCloseStatus.choices, default=EarlyCloseStatus.SCHEDULED
+    )
+    original_closes_at = models.DateTimeField()
+    closes_at = models.DateTimeField()
+    notice_given_at = models.DateTimeField()
+    amount_funded_minor = models.BigIntegerField()
+    scheduled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.TextField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["notice_given_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=EarlyCloseStatus.values), name="earlyclose_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(closes_at__lt=models.F("original_closes_at"))
+                & Q(closes_at__gt=models.F("notice_given_at")),
+                name="earlyclose_deadline_between",
+            ),
+            models.CheckConstraint(
+                condition=Q(status=EarlyCloseStatus.SCHEDULED, resolved_at__isnull=True)
+                | (~Q(status=EarlyCloseStatus.SCHEDULED) & Q(resolved_at__isnull=False)),
+                name="earlyclose_resolved_has_time",
+            ),
+            models.UniqueConstraint(
+                fields=["offering"],
+                condition=Q(status=EarlyCloseStatus.SCHEDULED),
+                name="earlyclose_one_scheduled_per_offering",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"early close of offering {self.offering_id} ({self.status})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from captable.closing import early_close_notify, offering_close, offerings_close_due
 from captable.seals import ledger_seal_all
 from captable.subscriptions import (
     reconfirmations_expire_due,
@@ -49,3 +50,27 @@ def require_reconfirmation(
         subscriptions_require_reconfirmation(offering=offering, actor=actor, document=document)
     )
 
+
+# --- closing -------------------------------------------------------------------------------------
+
+
+@shared_task(name="captable.close_offering", acks_late=True)
+def close_offering(*, offering_id: int) -> bool:
+    """Run (or resume) an offering's close once a second staff member approved it (enqueued
+    through the outbox). Safe to run twice: every step is a compare-and-swap under a
+    deterministic ledger key. True when the offering is closed."""
+    closing = offering_close(offering=Offering.objects.get(pk=offering_id), actor=None)
+    return closing is not None and closing.completed_at is not None
+
+
+@shared_task(name="captable.close_due_offerings", acks_late=True)
+def close_due_offerings() -> list[int]:
+    """Close every live offering past its deadline and resume every unfinished close (Celery
+    beat). Safe to run twice and concurrently."""
+    return offerings_close_due()
+
+
+@shared_task(name="captable.notify_early_close", acks_late=True)
+def notify_early_close(*, early_close_id: int) -> int:
+    """Notice of a Reg CF early close to the investors with commitments (from the outbox)."""
+    return early_close_notify(early_close_id=early_close_id)
