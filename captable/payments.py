@@ -56,6 +56,7 @@ from captable.subscription_selectors import (
 )
 from captable.subscriptions import (
     _check_open,
+    _lock_and_refresh,
     _offering_locked,
     _own_subscription,
     _transition,
@@ -416,8 +417,7 @@ def subscription_fund(*, actor: User, subscription_id: int) -> tuple[Payment, bo
     provider = payment_provider()
     with transaction.atomic():
         subscription = _own_subscription(actor, subscription_id)
-        Subscription.objects.select_for_update(of=("self",)).filter(pk=subscription.pk).first()
-        subscription.refresh_from_db(fields=["status", "expires_at"])
+        _lock_and_refresh(subscription, "status", "expires_at")
         _check_fundable(subscription, now)
         pending = Payment.objects.filter(
             subscription=subscription, status=PaymentStatus.PENDING
@@ -688,7 +688,7 @@ def subscription_refund(
         raise ValidationFailed("A refund needs a reason.", code="reason_required")
     with transaction.atomic():
         _offering_locked(subscription.offering_id)
-        subscription.refresh_from_db()
+        _lock_and_refresh(subscription)
         if subscription.status == SubscriptionStatus.REFUNDED:
             return subscription
         subscription_end_holding(

@@ -193,6 +193,16 @@ def _release(offering_id: int, quanta: int, now: datetime) -> None:
     assert changed == 1
 
 
+def _lock_and_refresh(subscription: Subscription, *fields: str) -> None:
+    """Lock the subscription's row (after the offering's, when both are taken) and read its
+    `fields` (all by default) again: a status read without the lock could change before the
+    compare-and-swap (a webhook funds it meanwhile)."""
+    subscription.refresh_from_db(
+        from_queryset=Subscription.objects.select_for_update(of=("self",)),
+        fields=list(fields) or None,
+    )
+
+
 def _offering_locked(offering_id: int) -> Offering:
     # FOR NO KEY UPDATE: serializes with the reservation UPDATEs and status changes, without
     # blocking other transactions' foreign keys to the offering.
@@ -691,7 +701,7 @@ def subscription_cancel(*, actor: User, subscription_id: int, reason: str = "") 
     with transaction.atomic():
         subscription = _own_subscription(actor, subscription_id)
         offering = _offering_locked(subscription.offering_id)
-        subscription.refresh_from_db(fields=["status"])
+        _lock_and_refresh(subscription, "status")
         if subscription.status not in CANCELLABLE_STATUSES:
             raise InvalidTransition(
                 f"subscription is {subscription.status}; it can no longer be cancelled.",
@@ -728,7 +738,7 @@ def subscription_cancel_unfunded(
     cancelled: a no-op. One transaction (joins the caller's)."""
     with transaction.atomic():
         _offering_locked(subscription.offering_id)
-        subscription.refresh_from_db()
+        _lock_and_refresh(subscription)
         if subscription.status == SubscriptionStatus.CANCELLED:
             return subscription
         subscription_end_holding(
@@ -749,12 +759,19 @@ def _expire_in_offering(offering_id: int, subscription_ids: list[int], now: date
     with transaction.atomic():
         _offering_locked(offering_id)
         expired: list[int] = []
-        due = Subscription.objects.filter(
-            pk__in=subscription_ids,
-            status__in=SUBSCRIPTION_UNFUNDED_STATUSES,
-            expires_at__lte=now,
-        ).order_by("pk")
-        for subscription in due.select_related("offering", "investor"):
+        # Every row locked before the first refund locks ledger accounts: a webhook holds
+        # its subscription's row, then takes the accounts (never the other way round).
+        due = list(
+            Subscription.objects.select_for_update(of=("self",))
+            .select_related("offering", "investor")
+            .filter(
+                pk__in=subscription_ids,
+                status__in=SUBSCRIPTION_UNFUNDED_STATUSES,
+                expires_at__lte=now,
+            )
+            .order_by("pk")
+        )
+        for subscription in due:
             try:
                 subscription_end_holding(
                     subscription,
@@ -875,8 +892,7 @@ def subscription_reconfirm(
     now = timezone.now()
     with transaction.atomic():
         subscription = _own_subscription(actor, subscription_id)
-        Subscription.objects.select_for_update(of=("self",)).filter(pk=subscription.pk).first()
-        subscription.refresh_from_db(fields=["status"])
+        _lock_and_refresh(subscription, "status")
         pending = reconfirmation_pending(subscription_id=subscription.pk)
         if pending is None:
             raise Conflict(
@@ -910,15 +926,22 @@ def _lapse_in_offering(offering_id: int, reconfirmation_ids: list[int], now: dat
     with transaction.atomic():
         _offering_locked(offering_id)
         lapsed: list[int] = []
-        due = SubscriptionReconfirmation.objects.filter(
-            pk__in=reconfirmation_ids, status=ReconfirmationStatus.PENDING, due_at__lte=now
-        ).order_by("pk")
+        due = list(
+            SubscriptionReconfirmation.objects.filter(
+                pk__in=reconfirmation_ids, status=ReconfirmationStatus.PENDING, due_at__lte=now
+            ).order_by("pk")
+        )
+        # Every subscription row locked before the first refund locks ledger accounts (a
+        # webhook holds its subscription's row, then takes the accounts).
+        locked = {
+            subscription.pk: subscription
+            for subscription in Subscription.objects.select_for_update(of=("self",))
+            .select_related("offering", "investor")
+            .filter(pk__in=[r.subscription_id for r in due])
+            .order_by("pk")
+        }
         for reconfirmation in due:
-            subscription = (
-                Subscription.objects.select_for_update(of=("self",))
-                .select_related("offering", "investor")
-                .get(pk=reconfirmation.subscription_id)
-            )
+            subscription = locked[reconfirmation.subscription_id]
             # Still signed or funded: it lapses (cancelled and refunded). Otherwise it ended
             # another way meanwhile (accepted at closing, say): the request is void.
             is_live = subscription.status in RECONFIRMABLE_STATUSES
