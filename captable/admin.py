@@ -27,12 +27,16 @@ from captable.models import (
     Entry,
     Lot,
     OfferingClosing,
+    Payment,
+    PaymentEvent,
+    PaymentStatusChange,
     Posting,
     ReversalRequest,
     ReversalRequestStatusChange,
     SealedEntry,
     Subscription,
     SubscriptionAgreement,
+    SubscriptionReconfirmation,
     SubscriptionStatusChange,
     TransferRequest,
     TransferRequestStatusChange,
@@ -505,3 +509,93 @@ class EarlyCloseAdmin(ReadOnlyAdmin):
     list_filter = ("status",)
     list_select_related = ("offering", "scheduled_by")
     ordering = ("-notice_given_at", "-id")
+
+
+# --- payments and reconfirmations ----------------------------------------------------------
+# Read-only: money moves only through the webhook and the services (captable/payments.py).
+
+
+class PaymentStatusChangeInline(ReadOnlyInline):
+    model = PaymentStatusChange
+    fields = ("created_at", "from_status", "to_status", "event", "actor", "reason")
+    readonly_fields = fields
+
+
+class PaymentEventInline(ReadOnlyInline):
+    model = PaymentEvent
+    fields = ("received_at", "provider_event_id", "event_type", "amount_minor", "outcome")
+    readonly_fields = fields
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "subscription",
+        "provider_reference",
+        "status",
+        "expected",
+        "received",
+        "over",
+        "short",
+        "refunded",
+        "created_at",
+        "confirmed_at",
+    )
+    list_filter = ("status", "provider", "currency")
+    search_fields = ("provider_reference", "subscription__investor__legal_name")
+    list_select_related = ("subscription",)
+    inlines = [PaymentEventInline, PaymentStatusChangeInline]
+    ordering = ("-created_at", "-id")
+
+    @admin.display(description="Expected")
+    def expected(self, payment: Payment) -> str:
+        return _money(payment.amount_expected_minor, payment.currency)
+
+    @admin.display(description="Received")
+    def received(self, payment: Payment) -> str:
+        return _money(payment.amount_received_minor, payment.currency)
+
+    @admin.display(description="Over-paid")
+    def over(self, payment: Payment) -> str:
+        return _money(payment.amount_over_minor, payment.currency)
+
+    @admin.display(description="Short")
+    def short(self, payment: Payment) -> str:
+        return _money(payment.amount_short_minor, payment.currency)
+
+    @admin.display(description="Refunded")
+    def refunded(self, payment: Payment) -> str:
+        return _money(payment.amount_refunded_minor, payment.currency)
+
+
+@admin.register(PaymentEvent)
+class PaymentEventAdmin(ReadOnlyAdmin):
+    list_display = ("provider_event_id", "event_type", "payment", "amount_minor", "outcome")
+    list_filter = ("event_type", "provider")
+    search_fields = ("provider_event_id", "payment__provider_reference")
+    list_select_related = ("payment",)
+    ordering = ("-received_at", "-id")
+
+
+@admin.register(PaymentStatusChange)
+class PaymentStatusChangeAdmin(ReadOnlyAdmin):
+    list_display = ("payment", "from_status", "to_status", "event", "reason", "created_at")
+    list_filter = ("to_status",)
+    list_select_related = ("payment", "event")
+
+
+@admin.register(SubscriptionReconfirmation)
+class SubscriptionReconfirmationAdmin(ReadOnlyAdmin):
+    list_display = (
+        "subscription",
+        "status",
+        "document",
+        "requested_at",
+        "due_at",
+        "resolved_at",
+        "agreement_sha256",
+    )
+    list_filter = ("status",)
+    list_select_related = ("subscription", "document")
+    ordering = ("-requested_at", "-id")

@@ -44,7 +44,7 @@ from tests.captable.test_subscriptions import (
     statuses,
     subscribe,
 )
-from tests.conftest import bearer
+from tests.conftest import bearer, new_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
@@ -684,3 +684,26 @@ def test_the_database_refuses_impossible_payments():
             Payment.objects.create(**base, **fields)
     with pytest.raises(IntegrityError), transaction.atomic():
         Payment.objects.filter(pk=payment.pk).update(status="returned")
+
+
+def test_payments_are_read_only_in_the_back_office(api_client):
+    offering = open_offering()
+    _, payment = funded(kyc_investor(), offering, 1)
+    staff = new_user(is_staff=True)
+    staff.is_superuser = True
+    staff.save()
+    api_client.force_login(staff)
+
+    pages = [
+        "/admin/captable/payment/",
+        f"/admin/captable/payment/{payment.pk}/change/",
+        "/admin/captable/paymentevent/",
+        "/admin/captable/paymentstatuschange/",
+        "/admin/captable/subscriptionreconfirmation/",
+    ]
+    assert [api_client.get(page).status_code for page in pages] == [200] * len(pages)
+    assert payment.provider_reference in api_client.get(pages[0]).content.decode()
+    assert api_client.get("/admin/captable/payment/add/").status_code == 403
+    response = api_client.post(pages[1], {"status": "refunded"})
+    assert response.status_code == 403
+    assert Payment.objects.get(pk=payment.pk).status == "confirmed"
