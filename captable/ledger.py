@@ -257,24 +257,32 @@ def _replayed(idempotency_key: str, digest: str) -> Entry | None:
     return existing
 
 
-def _select_for_update(keys: Sequence[str]) -> dict[str, Account]:
+def _read_accounts(keys: Sequence[str], *, lock: bool) -> dict[str, Account]:
+    """The accounts by key, fresh; `lock`: FOR UPDATE, in primary-key order. Unlocked on
+    PostgreSQL (the optimistic read), holdings come with their open lots."""
     placeholders = ", ".join(["%s"] * len(keys))
     if connection.vendor != "postgresql":  # SQLite: BEGIN IMMEDIATE already serializes writers
-        locked = Account.objects.raw(
+        found = Account.objects.raw(
             f"SELECT * FROM captable_account WHERE key IN ({placeholders}) ORDER BY id",  # noqa: S608
             list(keys),
         )
-        return {account.key: account for account in locked}
+        return {account.key: account for account in found}
     # Hand-written and prepared, rows made into accounts directly (psycopg already returns
     # Python values of the right types): this runs in every posting.
     columns = [field.attname for field in Account._meta.concrete_fields]
-    rows = _fetch(
-        f"SELECT {', '.join(columns)} FROM captable_account "  # noqa: S608
-        f"WHERE key IN ({placeholders}) ORDER BY id FOR UPDATE",
-        list(keys),
-        prepared=True,
+    selected = ", ".join(f"a.{column}" for column in columns)
+    return _read_plain(selected, columns, placeholders, keys, lock=lock)
+
+
+def _read_plain(
+    selected: str, columns: list[str], placeholders: str, keys: Sequence[str], *, lock: bool
+) -> dict[str, Account]:
+    sql = (
+        f"SELECT {selected} FROM captable_account a "  # noqa: S608
+        f"WHERE a.key IN ({placeholders}) ORDER BY a.id{' FOR UPDATE' if lock else ''}"
     )
-    accounts = (Account.from_db(connection.alias, columns, row) for row in rows)
+    rows = _fetch(sql, list(keys), prepared=True)
+    accounts = [Account.from_db(connection.alias, columns, row) for row in rows]
     return {account.key: account for account in accounts}
 
 
@@ -283,14 +291,14 @@ def lock_accounts(accounts: Sequence[Account | AccountSpec]) -> dict[str, Accoun
     deadlock), creating those named by a spec that do not exist yet; return them fresh, with
     current balances, by key."""
     wanted = {account.key: account for account in accounts}
-    locked = _select_for_update(list(wanted))
+    locked = _read_accounts(list(wanted), lock=True)
     missing = [spec for key, spec in wanted.items() if key not in locked]
     if missing:
         for spec in missing:
             if not isinstance(spec, AccountSpec):
                 raise NotFound(f"Account {spec.key} does not exist.", code="account_not_found")
             _account(spec)
-        locked = _select_for_update(list(wanted))
+        locked = _read_accounts(list(wanted), lock=True)
     return locked
 
 
@@ -362,6 +370,13 @@ def _check_lots(legs: Sequence[Leg]) -> None:
             )
 
 
+OPTIMISTIC_ATTEMPTS = 3
+
+
+class _StateChanged(Exception):
+    """An account the entry debits changed between reading it and writing the entry."""
+
+
 def entry_post(
     *,
     kind: str,
@@ -374,8 +389,16 @@ def entry_post(
     metadata: Mapping[str, Any] | None = None,
     reverses: Entry | None = None,
 ) -> Entry:
-    """Post one entry. `build_legs` gets the `lock_first` accounts, locked, so legs computed
-    from the current state (FIFO lots, balances) cannot be invalidated by a concurrent writer.
+    """Post one entry. `build_legs` gets the `lock_first` accounts with their current state,
+    and legs computed from it (FIFO lots, balances) are written only if that state still holds:
+
+    - outside a transaction on PostgreSQL, optimistically: read the accounts without locks,
+      build the legs, and write them in ONE autocommitted statement that locks every account
+      of the entry and inserts nothing unless each debited account's version is still the one
+      read (else read again; after OPTIMISTIC_ATTEMPTS, lock first). Two round trips plus the
+      open-lots read, no BEGIN or COMMIT of their own;
+    - otherwise (inside a caller's transaction, SQLite, a new account), lock the accounts in
+      primary-key order first, then build and write.
 
     Idempotency costs nothing on the common path: the entry INSERT skips a used key, and only
     then (or when the legs cannot be built any more) is the first entry read and compared."""
@@ -384,70 +407,122 @@ def entry_post(
             "An idempotency key of 1 to 200 characters is required.", code="idempotency_key"
         )
     digest = request_digest(kind, request)
+    new = _NewEntry(kind, idempotency_key, digest, actor, memo, dict(metadata or {}), reverses)
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        for _ in range(OPTIMISTIC_ATTEMPTS):
+            try:
+                return _post_optimistically(new, build_legs, lock_first)
+            except _StateChanged:
+                continue
+            except _NeedsLocks:
+                break
     with transaction.atomic():
-        try:
-            locked = lock_accounts(lock_first)
-            legs = list(build_legs(locked))
-            extra = [leg.account for leg in legs if leg.account.key not in locked]
-            if extra:
-                locked = {**locked, **lock_accounts(extra)}
-            _check_legs(legs, locked)
-        except DomainError:
-            replay = _replayed(idempotency_key, digest)  # posted before: replay, not refuse
-            if replay is not None:
-                return replay
-            raise
-        entry = _insert_entry(
-            kind=kind,
-            idempotency_key=idempotency_key,
-            digest=digest,
-            legs=legs,
-            actor=actor,
-            memo=memo,
-            metadata=metadata,
-            reverses=reverses,
-        )
-        if entry is None:  # the key was used first (maybe by a concurrent writer)
-            replay = _replayed(idempotency_key, digest)
-            assert replay is not None
-            return replay
+        locked = lock_accounts(lock_first)
+        legs = _legs_or_replay(new, build_legs, locked, lock_extra=True)
+        if isinstance(legs, Entry):
+            return legs
+        entry = _insert_entry(new, legs, guarded={})
         if settings.LEDGER_SEAL_ON_COMMIT:
             chain = entry.chain
             transaction.on_commit(lambda: _seal_after_commit(chain))
     return entry
 
 
-def _insert_entry(
+@dataclass(frozen=True)
+class _NewEntry:
+    kind: str
+    idempotency_key: str
+    digest: str
+    actor: User | None
+    memo: str
+    metadata: dict[str, Any]
+    reverses: Entry | None
+
+
+class _NeedsLocks(Exception):
+    """The optimistic path cannot post this entry (an account to create, an extra account)."""
+
+
+def _post_optimistically(
+    new: _NewEntry,
+    build_legs: Callable[[LockedAccounts], Sequence[Leg]],
+    lock_first: Sequence[Account | AccountSpec],
+) -> Entry:
+    keys = list({account.key: None for account in lock_first})
+    accounts = _read_accounts(keys, lock=False)
+    if len(accounts) < len(keys):
+        raise _NeedsLocks
+    try:
+        legs = _legs_or_replay(new, build_legs, accounts, lock_extra=False)
+    except DomainError:
+        raise _NeedsLocks from None  # refuse only on state read under the locks
+    if isinstance(legs, Entry):
+        return legs
+    debited = {leg.account.key for leg in legs if leg.amount < 0}
+    entry = _insert_entry(
+        new, legs, guarded={a.pk: a.version for key, a in accounts.items() if key in debited}
+    )
+    if settings.LEDGER_SEAL_ON_COMMIT:
+        _seal_after_commit(entry.chain)  # autocommitted: the entry is already committed
+    return entry
+
+
+def _legs_or_replay(
+    new: _NewEntry,
+    build_legs: Callable[[LockedAccounts], Sequence[Leg]],
+    accounts: Mapping[str, Account],
     *,
-    kind: str,
-    idempotency_key: str,
-    digest: str,
-    legs: Sequence[Leg],
-    actor: User | None,
-    memo: str,
-    metadata: Mapping[str, Any] | None,
-    reverses: Entry | None,
-) -> Entry | None:
-    """Entry, lots, postings: one statement on PostgreSQL, three INSERTs on SQLite. None when
-    the idempotency key is taken."""
+    lock_extra: bool,
+) -> list[Leg] | Entry:
+    """The checked legs, or the entry already posted under this key when the legs can no
+    longer be built (a replay is answered, not refused)."""
+    try:
+        legs = list(build_legs(accounts))
+        extra = [leg.account for leg in legs if leg.account.key not in accounts]
+        if extra and not lock_extra:
+            raise _NeedsLocks
+        if extra:
+            accounts = {**accounts, **lock_accounts(extra)}
+        _check_legs(legs, accounts)
+    except DomainError:
+        replay = _replayed(new.idempotency_key, new.digest)
+        if replay is not None:
+            return replay
+        raise
+    return legs
+
+
+def _insert_entry(new: _NewEntry, legs: Sequence[Leg], *, guarded: Mapping[int, int]) -> Entry:
+    """Entry, lots, postings: one statement on PostgreSQL, three INSERTs on SQLite. `guarded`:
+    account id → the version the legs were built from (PostgreSQL; raises _StateChanged if
+    one moved). A taken idempotency key returns the entry posted under it."""
     effective_at = timezone.now()
     entry = Entry(
-        kind=kind,
-        idempotency_key=idempotency_key,
-        request_digest=digest,
+        kind=new.kind,
+        idempotency_key=new.idempotency_key,
+        request_digest=new.digest,
         effective_at=effective_at,
-        created_by=actor,
-        memo=memo,
-        reverses=reverses,
+        created_by=new.actor,
+        memo=new.memo,
+        reverses=new.reverses,
         chain=_chain_of(legs),
-        metadata=dict(metadata or {}),
+        metadata=new.metadata,
     )
     # Credits first, so an account that is both debited and credited never dips transiently.
     legs = sorted(legs, key=lambda leg: -leg.amount)
     if connection.vendor == "postgresql":
-        return entry if _insert_in_one_statement(entry, legs) else None
-    if not _insert_unless_key_taken(entry):
-        return None
+        inserted = _insert_in_one_statement(entry, legs, guarded)
+    else:
+        inserted = _insert_unless_key_taken(entry) and _insert_lots_and_postings(entry, legs)
+    if inserted:
+        return entry
+    replay = _replayed(new.idempotency_key, new.digest)  # the key was used first
+    assert replay is not None
+    return replay
+
+
+def _insert_lots_and_postings(entry: Entry, legs: Sequence[Leg]) -> bool:
+    effective_at = entry.effective_at
     new_lots = [
         Lot(
             holding=leg.account,
@@ -473,7 +548,7 @@ def _insert_entry(
         )
         for leg in legs
     )
-    return entry
+    return True
 
 
 def _fetch(sql: str, params: Sequence[Any], *, prepared: bool = False) -> list[tuple[Any, ...]]:
@@ -492,11 +567,13 @@ def _fetch(sql: str, params: Sequence[Any], *, prepared: bool = False) -> list[t
         return cursor.fetchall() if cursor.description else []
 
 
-def _entry_columns_and_values(entry: Entry) -> tuple[str, list[Any]]:
+def _entry_columns_and_values(entry: Entry) -> tuple[str, list[Any], list[str]]:
+    """Quoted columns, their values ready for the database, and their SQL types."""
     fields = [f for f in Entry._meta.concrete_fields if f is not Entry._meta.pk]
     columns = ", ".join(connection.ops.quote_name(f.column or f.attname) for f in fields)
     values = [f.get_db_prep_save(f.pre_save(entry, add=True), connection) for f in fields]
-    return columns, values
+    types = [f.db_type(connection) or "text" for f in fields]
+    return columns, values, types
 
 
 def _entry_saved(entry: Entry, entry_id: int) -> None:
@@ -510,8 +587,14 @@ def _entry_saved(entry: Entry, entry_id: int) -> None:
 # triggers and foreign keys still run (row triggers at the end of the statement, the
 # balanced-entry check at COMMIT). If the idempotency key is taken nothing is inserted.
 _INSERT_ENTRY_SQL = """
-WITH new_entry AS (
-    INSERT INTO captable_entry ({columns}) VALUES ({placeholders})
+WITH guard AS (
+    SELECT a.id FROM captable_account a
+    JOIN unnest(%s::bigint[], %s::bigint[]) AS g(id, version)
+      ON a.id = g.id AND (g.version IS NULL OR a.version = g.version)
+    ORDER BY a.id FOR UPDATE OF a
+), new_entry AS (
+    INSERT INTO captable_entry ({columns}) SELECT {placeholders}
+    WHERE (SELECT count(*) FROM guard) = %s
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id
 ), leg AS MATERIALIZED (
@@ -535,30 +618,40 @@ WITH new_entry AS (
            COALESCE(leg.lot_id, leg.new_lot_id), %s
     FROM leg CROSS JOIN new_entry ORDER BY leg.position
 )
-SELECT id FROM new_entry
+SELECT (SELECT count(*) FROM guard), (SELECT id FROM new_entry)
 """
 
 
-def _insert_in_one_statement(entry: Entry, legs: Sequence[Leg]) -> bool:
-    columns, values = _entry_columns_and_values(entry)
-    sql = _INSERT_ENTRY_SQL.format(columns=columns, placeholders=", ".join(["%s"] * len(values)))
-    opens = [leg.new_lot is not None for leg in legs]
+def _insert_in_one_statement(entry: Entry, legs: Sequence[Leg], guarded: Mapping[int, int]) -> bool:
+    """False when the idempotency key is taken; raises _StateChanged when a guarded account's
+    version moved. Every account of the entry is locked (primary-key order) by the statement
+    itself, before anything is inserted."""
+    columns, values, types = _entry_columns_and_values(entry)
+    sql = _INSERT_ENTRY_SQL.format(
+        columns=columns, placeholders=", ".join(f"%s::{db_type}" for db_type in types)
+    )
+    account_ids = sorted({leg.account.pk for leg in legs})
     params = [
+        account_ids,
+        [guarded.get(account_id) for account_id in account_ids],
         *values,
+        len(account_ids),
         [leg.account.pk for leg in legs],
         [leg.account.asset for leg in legs],
         [leg.amount for leg in legs],
         [leg.cost_minor for leg in legs],
         [leg.lot_id for leg in legs],
-        opens,
+        [leg.new_lot is not None for leg in legs],
         [(leg.new_lot.issued_at or entry.effective_at) if leg.new_lot else None for leg in legs],
         [leg.new_lot.origin_lot_id if leg.new_lot else None for leg in legs],
         entry.effective_at,
     ]
-    row = _execute_entry_insert(entry, sql, params)
-    if row is None:
+    guard_count, entry_id = _execute_entry_insert(entry, sql, params)
+    if guard_count < len(account_ids):
+        raise _StateChanged
+    if entry_id is None:
         return False
-    _entry_saved(entry, row[0])
+    _entry_saved(entry, entry_id)
     return True
 
 
@@ -579,7 +672,7 @@ def _execute_entry_insert(entry: Entry, sql: str, params: Sequence[Any]) -> Any:
 def _insert_unless_key_taken(entry: Entry) -> bool:
     """INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING id: no savepoint, and a
     concurrent writer of the same key waits for ours to commit."""
-    columns, values = _entry_columns_and_values(entry)
+    columns, values, _ = _entry_columns_and_values(entry)
     placeholders = ", ".join(["%s"] * len(values))
     # Only quoted identifiers from the model are interpolated; every value is a parameter.
     sql = (
@@ -622,7 +715,7 @@ ORDER BY l.issued_at, p.lot_id
 
 def open_lots(holding: Account) -> list[OpenLot]:
     """The holding's lots with units left, oldest issue first (the FIFO order). Hand-written
-    SQL: it runs inside every transfer and redemption, under the account locks."""
+    SQL: it runs inside every transfer and redemption."""
     rows = _fetch(_OPEN_LOTS_SQL, [holding.pk], prepared=True)
     return [
         OpenLot(lot_id, _aware(issued_at), int(quanta), int(cost))
