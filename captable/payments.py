@@ -543,7 +543,8 @@ def _return(payment: Payment, subscription: Subscription, record: Record) -> str
     if holds_money and subscription.status not in takes_back:
         outcome = f"ignored: the subscription is {subscription.status} (needs staff attention)"
         return record(outcome).outcome
-    is_funded = subscription.status == SubscriptionStatus.FUNDED
+    # Only money the subscription counted on unfunds it (not an excess sent straight back).
+    is_funded = holds_money and subscription.status == SubscriptionStatus.FUNDED
     outcome = "returned: funding reversed" + (
         ", the subscription is signed again" if is_funded else ""
     )
@@ -671,6 +672,30 @@ def payment_webhook_receive(
         if _event_recorded(provider.name, event.event_id):
             return WebhookResult(event.event_id, True, "duplicate: already processed")
         raise
+
+
+def payment_simulate(
+    *, payment: Payment, event_type: str, amount_minor: int | None = None
+) -> WebhookResult:
+    """The simulated bank notifies about `payment` (a transfer arrived — the expected amount
+    unless told otherwise —, bounced or failed), signed and delivered through the same
+    verification and processing as a webhook (for the demo and operators)."""
+    provider = payment_provider(payment.provider)
+    if not isinstance(provider, SimulatedBankTransfer):
+        raise ValidationFailed(
+            f"Payment {payment.provider_reference} is with {payment.provider}: only the simulated "
+            "bank's payments can be simulated.",
+            code="provider_not_simulated",
+        )
+    body = json.dumps(
+        provider.event_payload(payment=payment, event_type=event_type, amount_minor=amount_minor)
+    ).encode()
+    headers = webhook_headers(body=body)
+    return payment_webhook_receive(
+        body=body,
+        timestamp=headers[WEBHOOK_TIMESTAMP_HEADER],
+        signature=headers[WEBHOOK_SIGNATURE_HEADER],
+    )
 
 
 # --- refunds ----------------------------------------------------------------------------------

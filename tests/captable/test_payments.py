@@ -84,6 +84,10 @@ def notify(
     event_id: str | None = None,
 ) -> payments.WebhookResult:
     """The simulated bank's notification, signed now, through the webhook service."""
+    if event_id is None:
+        return payments.payment_simulate(
+            payment=payment, event_type=event_type, amount_minor=amount_minor
+        )
     body = json.dumps(
         BANK.event_payload(
             payment=payment, event_type=event_type, amount_minor=amount_minor, event_id=event_id
