@@ -37,6 +37,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -253,7 +254,12 @@ def payment_provider(name: str | None = None) -> PaymentProvider:
 
 
 def webhook_secret() -> bytes:
-    return str(getattr(settings, "PAYMENTS_WEBHOOK_SECRET", "") or WEBHOOK_SECRET_DEFAULT).encode()
+    """The shared secret (setting PAYMENTS_WEBHOOK_SECRET). In production there is no
+    fallback: a webhook anyone could sign with the public development secret is refused."""
+    configured = str(getattr(settings, "PAYMENTS_WEBHOOK_SECRET", "") or "")
+    if not configured and getattr(settings, "IS_PRODUCTION", False):
+        raise ImproperlyConfigured("PAYMENTS_WEBHOOK_SECRET must be set in production")
+    return (configured or WEBHOOK_SECRET_DEFAULT).encode()
 
 
 def webhook_signature(*, timestamp: str, body: bytes, secret: bytes | None = None) -> str:

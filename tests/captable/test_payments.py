@@ -7,12 +7,15 @@ The helpers at the top are shared by test_payments_*.py and test_reconfirmation.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import time_machine
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.test import Client
 from django.utils import timezone
@@ -711,3 +714,16 @@ def test_payments_are_read_only_in_the_back_office(api_client):
     response = api_client.post(pages[1], {"status": "refunded"})
     assert response.status_code == 403
     assert Payment.objects.get(pk=payment.pk).status == "confirmed"
+
+
+def test_production_never_falls_back_to_the_development_secret(settings):
+    body = b"{}"
+    settings.IS_PRODUCTION = True
+    settings.PAYMENTS_WEBHOOK_SECRET = ""
+    with pytest.raises(ImproperlyConfigured):
+        payments.webhook_signature(timestamp="1", body=body)
+    settings.PAYMENTS_WEBHOOK_SECRET = "from-the-environment"
+    assert (
+        payments.webhook_signature(timestamp="1", body=body)
+        == hmac.new(b"from-the-environment", b"1.{}", hashlib.sha256).hexdigest()
+    )
