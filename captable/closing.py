@@ -254,7 +254,7 @@ def _closing_start(
     offering = _offering_locked(offering_id)
     if offering.status != OfferingStatus.LIVE:
         closing = OfferingClosing.objects.filter(offering_id=offering_id).first()
-        if closing is None:
+        if closing is None or close_request is not None:
             raise InvalidTransition(
                 f"offering is {offering.status}; only a live offering can be closed.",
                 from_status=offering.status,
@@ -394,11 +394,14 @@ def _refund(closing: OfferingClosing, subscription_id: int, actor: User | None) 
         )
         if subscription.status != SubscriptionStatus.FUNDED:
             return False
-        subscription_refund(
-            subscription=subscription,
-            actor=actor,
-            reason=f"Offering {closing.offering_id} closed without reaching its target.",
-        )
+        try:
+            subscription_refund(
+                subscription=subscription,
+                actor=actor,
+                reason=f"Offering {closing.offering_id} closed without reaching its target.",
+            )
+        except InvalidTransition:
+            return False  # it moved meanwhile (a bounce, a revocation): the next pass sees it
     return True
 
 
@@ -423,11 +426,14 @@ def _cancel(closing: OfferingClosing, subscription_id: int, actor: User | None) 
             )
         if subscription.status not in SUBSCRIPTION_UNFUNDED_STATUSES:
             return False
-        subscription_cancel_unfunded(
-            subscription=subscription,
-            actor=actor,
-            reason=f"Offering {closing.offering_id} closed: the reservation was not funded.",
-        )
+        try:
+            subscription_cancel_unfunded(
+                subscription=subscription,
+                actor=actor,
+                reason=f"Offering {closing.offering_id} closed: the reservation was not funded.",
+            )
+        except InvalidTransition:
+            return False  # funded meanwhile (a payment confirmed): the next pass sees it
     return True
 
 

@@ -9,7 +9,9 @@ time.
 from django.http import HttpRequest
 from ninja import Router, Status
 
-from captable import closing
+# Approving a close enqueues `captable.close_offering` through the outbox, which the embedded
+# default runs in this process: its tasks must be registered here, not only in workers.
+from captable import closing, tasks  # noqa: F401
 from captable.api import actor_of
 from captable.closing_schemas import (
     CloseRequestIn,

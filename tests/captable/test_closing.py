@@ -687,3 +687,46 @@ def test_offering_stats_show_reserved_sold_available_raised_investors_and_percen
     after = offering_stats(offering=fresh(offering))
     assert (after.units_issued_quanta, after.units_reserved_quanta) == (0, 0)
     assert after.amount_raised_minor == 0  # all-or-nothing missed: everyone refunded
+
+
+# --- money arriving around the close --------------------------------------------------------------
+
+
+def test_a_payment_confirmed_after_the_close_goes_straight_back():
+    # given a funded offering, and an investor whose transfer is still on its way at the close
+    offering = open_offering(target_raise_minor=200_00)
+    funded(kyc_investor(), offering, 3)
+    late = signed(kyc_investor(), offering, 1)
+    payment = start_payment(late)
+    with after_deadline(offering):
+        closing.offering_close(offering=offering, actor=None)
+        assert statuses(late) == ["cancelled"]
+        # when the money arrives after all
+        notify(payment)
+    # then it went back out where it came from, and the close's figures did not move
+    assert balance(ledger.escrow_spec(offering, late.investor).key) == 0
+    assert paid_back_minor(late.investor, offering) == paid_in_minor(late.investor, offering) > 0
+    assert escrow_total(offering) == 0
+    assert fresh(offering).units_issued_quanta == 3
+    report = ledger_verify()
+    assert report.ok, report.summary()
+
+
+def test_a_payment_confirmed_after_the_deadline_but_before_the_close_is_accepted():
+    offering = open_offering(target_raise_minor=200_00)
+    funded(kyc_investor(), offering, 2)
+    late = signed(kyc_investor(), offering, 1)
+    payment = start_payment(late)
+    with after_deadline(offering):
+        notify(payment)  # the commitment was made in time; the money follows it
+        closing.offering_close(offering=offering, actor=None)
+    assert statuses(late) == ["accepted"]
+    assert fresh(offering).units_issued_quanta == 3
+
+
+def test_only_a_live_offering_closes():
+    offering = open_offering()
+    Offering.objects.filter(pk=offering.pk).update(status="cancelled")
+    with after_deadline(offering), pytest.raises(InvalidTransition):
+        closing.offering_close(offering=offering, actor=None)
+    assert not OfferingClosing.objects.exists()
