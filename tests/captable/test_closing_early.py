@@ -226,3 +226,20 @@ def test_business_days_skip_weekends_and_holidays():
     assert business_days_after_notice(
         datetime(2025, 3, 8, 2, 0, tzinfo=UTC), days=5, time_zone=new_york
     ) == datetime(2025, 3, 15, 4, 0, tzinfo=UTC)
+
+
+def test_a_close_request_approved_at_a_lapsing_early_deadline_closes_nothing():
+    offering, subs = reg_cf_offering()
+    original = fresh(offering).closes_at
+    with at(NOTICE):
+        schedule(offering, EARLIEST)
+        close_request = closing.close_request_prepare(
+            actor=staff(), offering_id=offering.pk, reason="At the early deadline."
+        )
+    with at(EARLIEST - timedelta(hours=50)):
+        subscriptions.subscription_cancel(actor=subs[0].investor.user, subscription_id=subs[0].pk)
+    with at(EARLIEST + timedelta(minutes=1)):
+        approved = closing.close_request_approve(actor=staff(), close_request_id=close_request.pk)
+    assert approved.status == "cancelled"
+    assert (fresh(offering).status, fresh(offering).closes_at) == ("live", original)
+    assert EarlyClose.objects.get(offering=offering).status == "lapsed"
