@@ -48,7 +48,8 @@ migrations-check: setup
 check-deploy: setup
 	BRICKBOOK_ENV=production SECRET_KEY="$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" \
 	FIELD_ENCRYPTION_KEYS="$$($(PYTHON) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
-	LEDGER_HMAC_KEY=check-deploy ALLOWED_HOSTS=brickbook.example.com \
+	LEDGER_HMAC_KEY=check-deploy PAYMENTS_WEBHOOK_SECRET=check-deploy \
+	ALLOWED_HOSTS=brickbook.example.com \
 	$(PYTHON) manage.py check --deploy --fail-level WARNING
 
 test-postgres: setup

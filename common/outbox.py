@@ -81,7 +81,11 @@ def _run_in_process(message: OutboxMessage) -> None:
     A failure is recorded on the row and logged, never raised into the committed request."""
     from config.celery import app
 
-    result = app.tasks[message.task_name].apply(kwargs=message.kwargs)
+    # Autodiscovery of the apps' tasks modules happens when a worker starts; an in-process
+    # run must trigger it (once; later calls are no-ops).
+    app.loader.import_default_modules()
+    # throw=False: the failure is recorded below, never raised into the committed request.
+    result = app.tasks[message.task_name].apply(kwargs=message.kwargs, throw=False)
     if result.failed():
         logger.error(
             "task %s from outbox %s failed: %r", message.task_name, message.pk, result.result

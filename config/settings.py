@@ -206,6 +206,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
+# A task not acknowledged within this long (its worker died) is delivered again (Redis).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 3600)
+}
 # Tamper-evidence seals: with a broker, beat seals committed entries in batches every few
 # seconds (ledger writes never wait on a chain); without one, each commit seals at once.
 LEDGER_SEAL_INTERVAL_SECONDS = float(env_int("LEDGER_SEAL_INTERVAL_SECONDS", 2))
@@ -216,8 +220,24 @@ CELERY_BEAT_SCHEDULE = {
     "seal-ledger": {"task": "captable.seal_ledger", "schedule": LEDGER_SEAL_INTERVAL_SECONDS},
     "purge-idempotency-keys": {"task": "common.idempotency_purge", "schedule": 3600.0},
     "expire-subscriptions": {"task": "captable.expire_subscriptions", "schedule": 300.0},
+    "expire-reconfirmations": {"task": "captable.expire_reconfirmations", "schedule": 300.0},
 }
 OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 500)
+# Payments: the shared secret of the provider's signed webhook (HMAC-SHA256), and the provider.
+PAYMENTS_WEBHOOK_SECRET = (
+    env_required("PAYMENTS_WEBHOOK_SECRET")
+    if IS_PRODUCTION
+    else env_str("PAYMENTS_WEBHOOK_SECRET", "dev-only-payments-webhook-secret")
+)
+PAYMENTS_PROVIDER = env_str("PAYMENTS_PROVIDER", "simulated_bank_transfer")
+
+# Statements: what the PDFs print about the platform; the cut-off time zone for cash.
+REPORTS_PLATFORM_NAME = env_str("REPORTS_PLATFORM_NAME", "Brickbook")
+REPORTS_PLATFORM_ADDRESS = env_str("REPORTS_PLATFORM_ADDRESS", "")
+REPORTS_TIME_ZONE = env_str("REPORTS_TIME_ZONE", "UTC")
+
+# Memory for one cap-table report's aggregation (PostgreSQL work_mem, for that query only).
+CAPTABLE_REPORT_WORK_MEM = env_str("CAPTABLE_REPORT_WORK_MEM", "64MB")
 # Unfunded subscription reservations release their units after this long.
 SUBSCRIPTION_RESERVATION_TTL_HOURS = env_int("SUBSCRIPTION_RESERVATION_TTL_HOURS", 72)
 

@@ -37,6 +37,7 @@ from common.errors import (
     ValidationFailed,
 )
 from common.models import User
+from common.outbox import outbox_enqueue
 from offerings.models import (
     DocumentKind,
     Issuer,
@@ -824,6 +825,17 @@ def offering_document_upload(
             )["latest"]
             document.version = (latest or 0) + 1
             document.save()
+            # A material change: subscribers whose signed agreement it changes must reconfirm
+            # (captable decides which; offerings does not import captable).
+            outbox_enqueue(
+                task_name="captable.require_reconfirmation",
+                kwargs={
+                    "offering_id": locked.pk,
+                    "document_id": document.pk,
+                    "actor_id": actor.pk,
+                },
+                dedupe_key=f"reconfirm:{document.pk}",
+            )
     except BaseException:
         document.file.delete(save=False)
         raise
