@@ -139,8 +139,28 @@ def _wait_until_up(url: str, timeout_seconds: float = 30) -> None:
 class LoadResult:
     requests_per_second: float
     requests: int
-    errors: int
-    latency_p99: str
+    errors: int  # non-2xx/3xx responses plus socket errors
+    latency_p99: str  # as wrk prints it, e.g. "12.34ms"
+    latency_p50: str = ""
+    latency_p90: str = ""
+    non_2xx: int = 0
+    socket_errors: int = 0
+    seconds: float = 0.0  # how long wrk actually ran
+
+    @property
+    def p99_milliseconds(self) -> float:
+        return milliseconds(self.latency_p99)
+
+
+_LATENCY_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def milliseconds(latency: str) -> float:
+    """wrk's latency text ("850.00us", "12.34ms", "1.02s", "2.00m") in milliseconds."""
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", latency.strip())
+    if not found:
+        raise ValueError(f"not a wrk latency: {latency!r}")
+    return float(found.group(1)) * _LATENCY_UNITS[found.group(2)]
 
 
 def wrk(
@@ -150,8 +170,12 @@ def wrk(
     connections: int = 8,
     threads: int = 2,
     headers: dict[str, str] | None = None,
+    script: Path | None = None,
+    script_args: list[str] | None = None,
 ) -> LoadResult:
-    """Load `url` from a second process (wrk) on loopback for a bounded time."""
+    """Load `url` from a second process (wrk) on loopback for a bounded time. `script`: a wrk
+    Lua script (e.g. to POST, or to vary headers and body per request), given `script_args`
+    after `--`."""
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: run the benchmarks with `make bench`, which installs it")
     header_args = [
@@ -165,7 +189,9 @@ def wrk(
             f"-d{seconds}s",
             "--latency",
             *header_args,
+            *(["--script", str(script)] if script else []),
             url,
+            *(["--", *script_args] if script_args else []),
         ],
         capture_output=True,
         text=True,
@@ -178,10 +204,20 @@ def wrk(
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
-    errors = int(non_2xx.group(1)) if non_2xx else 0
-    if socket_errors:
-        errors += sum(int(g) for g in socket_errors.groups())
-    return LoadResult(rps, requests, errors, _match(r"99%\s+(\S+)", output))
+    refused = int(non_2xx.group(1)) if non_2xx else 0
+    failed = sum(int(g) for g in socket_errors.groups()) if socket_errors else 0
+    ran = re.search(r"requests in ([\d.]+)(us|ms|s|m|h),", output)
+    return LoadResult(
+        rps,
+        requests,
+        refused + failed,
+        _match(r"99%\s+(\S+)", output),
+        latency_p50=_match(r"50%\s+(\S+)", output),
+        latency_p90=_match(r"90%\s+(\S+)", output),
+        non_2xx=refused,
+        socket_errors=failed,
+        seconds=milliseconds("".join(ran.groups())) / 1000 if ran else float(seconds),
+    )
 
 
 def _match(pattern: str, text: str) -> str:
