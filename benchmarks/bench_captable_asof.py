@@ -22,10 +22,9 @@ the triggers would have refused: every entry balances, no lot below zero, supply
 and runs VACUUM (ANALYZE), as autovacuum would have. The copied entries are not sealed
 (sealing does not affect the cap table).
 
-`--explain` adds EXPLAIN ANALYZE plans, the selector's time split into its queries and its
-Python, alternative queries and selectors on the same rows (interleaved medians), the same
-with work_mem = 64MB and with a covering index, and the cost of after-commit sealing's
-pending-entries query on a ledger of this size.
+`--explain` adds EXPLAIN ANALYZE plans, the selector's time split into its query and its
+Python (interleaved medians), the same with work_mem = 64MB and with a covering index, and
+finding a chain's pending entries (the sealing queue vs the former anti-join) at this size.
 """
 
 from __future__ import annotations
@@ -36,9 +35,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -463,171 +460,19 @@ def fetch(sql: str, params: Sequence[Any]) -> Callable[[], object]:
     return run
 
 
-AGGREGATE_THEN_JOIN_SQL = """
-    SELECT a.investor_id, s.quanta, s.cost
-    FROM (SELECT account_id, SUM(amount)::bigint AS quanta, SUM(cost_minor)::bigint AS cost
-          FROM captable_posting WHERE asset = %s AND effective_at <= %s
-          GROUP BY account_id) AS s
-    JOIN captable_account a ON a.id = s.account_id
-    WHERE a.kind = 'holding' AND s.quanta <> 0
-"""
-
-# The selector's holdings query with integer sums: SUM(bigint) is numeric in PostgreSQL, which
-# psycopg loads as Decimal (slower to load, then int() per value in Python).
-HOLDINGS_BIGINT_SQL = """
-    SELECT a.investor_id, SUM(p.amount)::bigint, SUM(p.cost_minor)::bigint
-    FROM captable_posting p
-    JOIN captable_account a ON a.id = p.account_id
-    WHERE p.asset = %s AND p.effective_at <= %s AND a.kind = 'holding'
-    GROUP BY a.investor_id
-    HAVING SUM(p.amount) <> 0
-    ORDER BY a.investor_id
-"""
-
-SUPPLY_BY_ACCOUNT_SQL = """
-    SELECT account_id, SUM(amount)::bigint FROM captable_posting
-    WHERE account_id IN (%s, %s) AND effective_at <= %s
-    GROUP BY account_id
-"""
-
-BY_ACCOUNT_SQL = """
-    SELECT account_id, SUM(amount)::bigint, SUM(cost_minor)::bigint FROM captable_posting
-    WHERE asset = %s AND effective_at <= %s
-    GROUP BY account_id
-"""
-
-HOLDING_ACCOUNTS_SQL = """
-    SELECT id, investor_id FROM captable_account WHERE offering_id = %s AND kind = 'holding'
-"""
-
 COVERING_INDEX = (
     "CREATE INDEX bench_posting_asset_time_covering ON captable_posting (asset, effective_at) "
     "INCLUDE (account_id, amount, cost_minor)"
 )
 
 
-def candidate_selector(offering: Any, asset: str, treasury: int, authorized: int) -> Any:
-    """captable_as_of with three changes, to measure what they buy: integer sums; supply
-    from the treasury and authorized accounts by id (index on (account, effective_at))
-    instead of a second pass over the asset's postings; aggregate per account first, then
-    join the holding accounts (no ORDER BY in SQL: rows sorted in Python)."""
-    from django.db import connection
-
-    from captable.selectors import CapTable, CapTableRow, percent_of
-
-    with connection.cursor() as cursor:
-        cursor.execute(AGGREGATE_THEN_JOIN_SQL, [asset, AS_OF])
-        holdings = sorted(cursor.fetchall())
-        cursor.execute(SUPPLY_BY_ACCOUNT_SQL, [treasury, authorized, AS_OF])
-        supply = dict(cursor.fetchall())
-    issued = sum(quanta for _, quanta, _ in holdings)
-    return CapTable(
-        offering_id=offering.pk,
-        as_of=AS_OF,
-        authorized_quanta=-supply.get(authorized, 0),
-        treasury_quanta=supply.get(treasury, 0),
-        issued_quanta=issued,
-        rows=[
-            CapTableRow(investor, quanta, cost, percent_of(quanta, issued))
-            for investor, quanta, cost in holdings
-        ],
-    )
-
-
-@dataclass(slots=True)
-class SlotsRow:
-    """CapTableRow's fields in a plain slots dataclass: a frozen dataclass sets each field
-    through object.__setattr__, about three times slower to build."""
-
-    investor_id: int
-    quanta: int
-    cost_minor: int
-    percent: Decimal
-
-
-def one_pass_selector(
-    offering: Any, asset: str, treasury: int, authorized: int, investor_of: dict[int, int]
-) -> Any:
-    """The cap table from one pass shaped like the reference (GROUP BY account_id, integer
-    sums), supply included (the treasury and authorized accounts are groups of the same
-    pass), and holding account → investor from `investor_of`, which a process can cache per
-    offering: an account's identity never changes (trigger) and a new holding only adds a
-    key (refetch on a miss)."""
-    from django.db import connection
-
-    from captable.selectors import CapTable, percent_of
-
-    with connection.cursor() as cursor:
-        cursor.execute(BY_ACCOUNT_SQL, [asset, AS_OF])
-        sums = cursor.fetchall()
-    holdings = sorted(
-        (investor_of[account], quanta, cost)
-        for account, quanta, cost in sums
-        if quanta and account in investor_of
-    )
-    supply = {account: quanta for account, quanta, _ in sums if account not in investor_of}
-    issued = sum(quanta for _, quanta, _ in holdings)
-    return CapTable(
-        offering_id=offering.pk,
-        as_of=AS_OF,
-        authorized_quanta=-supply.get(authorized, 0),
-        treasury_quanta=supply.get(treasury, 0),
-        issued_quanta=issued,
-        rows=[
-            SlotsRow(investor, quanta, cost, percent_of(quanta, issued))  # type: ignore[misc]
-            for investor, quanta, cost in holdings
-        ],
-    )
-
-
-@dataclass(slots=True)
-class LazyPercentRow:
-    """A row that computes its percentage when read (an API page reads 50 of 100,000)."""
-
-    investor_id: int
-    quanta: int
-    cost_minor: int
-    issued_quanta: int
-
-    @property
-    def percent(self) -> Decimal:
-        from captable.selectors import percent_of
-
-        return percent_of(self.quanta, self.issued_quanta)
-
-
-def lean_selector(offering: Any, asset: str, treasury: int, authorized: int) -> Any:
-    """The candidate selector's SQL (integer sums, aggregate then join, supply by account
-    ids) with rows as a slots dataclass whose percentage is computed on access."""
-    from django.db import connection
-
-    from captable.selectors import CapTable
-
-    with connection.cursor() as cursor:
-        cursor.execute(AGGREGATE_THEN_JOIN_SQL, [asset, AS_OF])
-        holdings = sorted(cursor.fetchall())
-        cursor.execute(SUPPLY_BY_ACCOUNT_SQL, [treasury, authorized, AS_OF])
-        supply = dict(cursor.fetchall())
-    issued = sum(quanta for _, quanta, _ in holdings)
-    return CapTable(
-        offering_id=offering.pk,
-        as_of=AS_OF,
-        authorized_quanta=-supply.get(authorized, 0),
-        treasury_quanta=supply.get(treasury, 0),
-        issued_quanta=issued,
-        rows=[
-            LazyPercentRow(investor, quanta, cost, issued)  # type: ignore[misc]
-            for investor, quanta, cost in holdings
-        ],
-    )
-
-
 def sealing_scan_at_scale(offering: Any) -> None:
-    """After-commit sealing looks for the chain's unsealed entries with an anti-join; time it
-    on this ledger with every entry sealed (a fake seal over all of them: diagnosis only)."""
+    """Sealing finds pending entries in its queue (captable_unsealedentry); before the queue it
+    anti-joined the chain's entries with their seals. Time both on this ledger with every
+    entry sealed (a fake seal over all of them: diagnosis only)."""
     from django.db import connection
 
-    from captable.models import ChainSeal, Entry
+    from captable.models import ChainSeal, Entry, UnsealedEntry
 
     chain = f"offering:{offering.pk}"
     head = ChainSeal.objects.filter(chain=chain).order_by("-sequence").first()
@@ -646,128 +491,70 @@ def sealing_scan_at_scale(offering: Any) -> None:
             [seal.pk],
         )
         cursor.execute('VACUUM (ANALYZE) "captable_sealedentry"')
-    pending = Entry.objects.filter(chain=chain, sealedentry__isnull=True).order_by("pk")[:1000]
-    seconds = interleaved_medians({"scan": lambda: list(pending.all())})["scan"]
+    queued = UnsealedEntry.objects.filter(chain=chain).order_by("entry_id")[:1000]
+    anti_join = Entry.objects.filter(chain=chain, sealedentry__isnull=True).order_by("pk")[:1000]
+    medians = interleaved_medians(
+        {"queue": lambda: list(queued.all()), "anti-join": lambda: list(anti_join.all())}
+    )
     print(
-        f"  sealing's pending-entries query with all {Entry.objects.count():,} entries sealed: "
-        f"{seconds * 1000:.0f} ms (run twice per posted entry by after-commit sealing)\n"
-        + "\n".join(f"    {line}" for line in pending.explain(analyze=True).splitlines())
+        f"  finding a chain's pending entries with all {Entry.objects.count():,} entries sealed: "
+        f"queue {medians['queue'] * 1000:.1f} ms, former anti-join "
+        f"{medians['anti-join'] * 1000:.0f} ms"
     )
 
 
-def vars_of(row: Any) -> tuple[Any, ...]:
-    return (row.investor_id, row.quanta, row.cost_minor, row.percent)
+def selector_parts(offering: Any, asset: str) -> dict[str, Callable[[], object]]:
+    """The selector, the reference, and the selector's parts on the same rows."""
+    from captable import selectors
 
+    query = fetch(selectors._CAPTABLE_AS_OF_SQL, [asset, AS_OF])
+    balances = query()
+    assert isinstance(balances, list)
 
-def selector_variants(offering: Any, asset: str) -> dict[str, Callable[[], object]]:
-    """The selector, its parts, and the alternatives (checked to give the same cap table)."""
-    from captable import ledger, selectors
+    def rows_in_python() -> object:
+        holdings = sorted((i, q, c) for kind, i, q, c in balances if kind == "holding")
+        issued = sum(quanta for _, quanta, _ in holdings)
+        return [selectors.CapTableRow(i, q, c, issued) for i, q, c in holdings]
 
-    treasury = ledger.treasury_account(offering).pk
-    authorized = ledger.authorized_account(offering).pk
-    holdings = fetch(selectors._HOLDINGS_AS_OF_SQL, [asset, AS_OF])
-    rows = holdings()
-    assert isinstance(rows, list)
-
-    def build_rows(percent: bool) -> object:
-        issued = sum(int(quanta) for _, quanta, _ in rows)
-        return [
-            selectors.CapTableRow(
-                int(investor),
-                int(quanta),
-                int(cost),
-                selectors.percent_of(int(quanta), issued) if percent else Decimal(0),
-            )
-            for investor, quanta, cost in rows
-        ]
-
-    expected = selectors.captable_as_of(offering=offering, as_of=AS_OF)
-    expected_rows = [vars_of(row) for row in expected.rows]
-    assert candidate_selector(offering, asset, treasury, authorized) == expected
-    map_accounts = fetch(HOLDING_ACCOUNTS_SQL, [offering.pk])
-    investor_of = dict(map_accounts())  # type: ignore[call-overload]
-    one_pass = one_pass_selector(offering, asset, treasury, authorized, investor_of)
-    assert [vars_of(row) for row in one_pass.rows] == expected_rows
-    assert one_pass.treasury_quanta == expected.treasury_quanta
-    lean = lean_selector(offering, asset, treasury, authorized)
-    assert [vars_of(row) for row in lean.rows] == expected_rows
     return {
         "raw GROUP BY (reference)": fetch(RAW_SQL, [asset, AS_OF]),
         "selector (captable_as_of)": lambda: selectors.captable_as_of(
             offering=offering, as_of=AS_OF
         ),
-        "  its holdings query, fetched": holdings,
-        "  its supply query, fetched": fetch(selectors._SUPPLY_AS_OF_SQL, [asset, AS_OF]),
-        "  its rows in Python (int() of Decimals, percent_of)": lambda: build_rows(True),
-        "    of which without percent_of": lambda: build_rows(False),
-        "alt: holdings query with ::bigint sums, fetched": fetch(
-            HOLDINGS_BIGINT_SQL, [asset, AS_OF]
-        ),
-        "alt: aggregate per account then join holdings, ::bigint, fetched": fetch(
-            AGGREGATE_THEN_JOIN_SQL, [asset, AS_OF]
-        ),
-        "alt: supply by its two account ids": fetch(
-            SUPPLY_BY_ACCOUNT_SQL, [treasury, authorized, AS_OF]
-        ),
-        "candidate selector (the three alternatives together)": lambda: candidate_selector(
-            offering, asset, treasury, authorized
-        ),
-        "alt: GROUP BY account_id with cost, ::bigint, no join, fetched": fetch(
-            BY_ACCOUNT_SQL, [asset, AS_OF]
-        ),
-        "alt: the offering's holding accounts (id -> investor), fetched": map_accounts,
-        "  rows as a slots dataclass instead of a frozen one": lambda: [
-            SlotsRow(investor, quanta, cost, Decimal(0))
-            for investor, quanta, cost, _ in expected_rows
+        "  its query (per-account sums with cost, joined to accounts), fetched": query,
+        "  its rows in Python (sort, total, one tuple per holder)": rows_in_python,
+        "  reading every row's percentage afterwards": lambda: [
+            row.percent for row in selectors.captable_as_of(offering=offering, as_of=AS_OF).rows
         ],
-        "one-pass selector (account map cached)": lambda: one_pass_selector(
-            offering, asset, treasury, authorized, investor_of
-        ),
-        "lean selector (candidate SQL, slots rows, percent on access)": lambda: lean_selector(
-            offering, asset, treasury, authorized
-        ),
     }
 
 
-COMPARED_AGAIN = (
-    "raw GROUP BY (reference)",
-    "selector (captable_as_of)",
-    "candidate selector (the three alternatives together)",
-    "one-pass selector (account map cached)",
-    "lean selector (candidate SQL, slots rows, percent on access)",
-)
-
-
 def diagnose(offering: Any, asset: str) -> None:
-    """Plans, where the selector's time goes, and alternatives on the same rows."""
+    """Plans, where the selector's time goes, the same with more work_mem and with a covering
+    index, and the sealing queue at this size."""
     from django.db import connection
 
     from captable import selectors
 
-    for name, sql in (
-        ("raw GROUP BY", RAW_SQL),
-        ("selector holdings", selectors._HOLDINGS_AS_OF_SQL),
-        ("selector supply", selectors._SUPPLY_AS_OF_SQL),
-    ):
+    for name, sql in (("raw GROUP BY", RAW_SQL), ("selector", selectors._CAPTABLE_AS_OF_SQL)):
         print(f"  EXPLAIN ANALYZE {name}:\n{explain(sql, [asset, AS_OF])}")
-    variants = selector_variants(offering, asset)
+    parts = selector_parts(offering, asset)
     print("  median ms over the same rows (interleaved rounds):")
-    for name, seconds in interleaved_medians(variants).items():
+    for name, seconds in interleaved_medians(parts).items():
         print(f"    {seconds * 1000:8.1f}  {name}")
-    again = {name: variants[name] for name in COMPARED_AGAIN}
+    compared = {name: parts[name] for name in list(parts)[:2]}
     with connection.cursor() as cursor:
         cursor.execute("SET work_mem = '64MB'")
-    print("  with work_mem = 64MB (default 4MB: the sorts and hash aggregates spill to disk):")
-    for name, seconds in interleaved_medians(again).items():
+    print("  with work_mem = 64MB (default 4MB: the aggregates spill to disk):")
+    for name, seconds in interleaved_medians(compared).items():
         print(f"    {seconds * 1000:8.1f}  {name}")
     with connection.cursor() as cursor:
         cursor.execute("RESET work_mem")
         cursor.execute(COVERING_INDEX)
         cursor.execute('VACUUM (ANALYZE) "captable_posting"')
     print(f"  with {COVERING_INDEX[13:]}:")
-    for name, seconds in interleaved_medians(again).items():
+    for name, seconds in interleaved_medians(compared).items():
         print(f"    {seconds * 1000:8.1f}  {name}")
-    print(f"  EXPLAIN ANALYZE raw GROUP BY:\n{explain(RAW_SQL, [asset, AS_OF])}")
     with connection.cursor() as cursor:
         cursor.execute("DROP INDEX bench_posting_asset_time_covering")
     sealing_scan_at_scale(offering)

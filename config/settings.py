@@ -221,6 +221,7 @@ CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-keys": {"task": "common.idempotency_purge", "schedule": 3600.0},
     "expire-subscriptions": {"task": "captable.expire_subscriptions", "schedule": 300.0},
     "expire-reconfirmations": {"task": "captable.expire_reconfirmations", "schedule": 300.0},
+    "close-due-offerings": {"task": "captable.close_due_offerings", "schedule": 60.0},
 }
 OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 500)
 # Payments: the shared secret of the provider's signed webhook (HMAC-SHA256), and the provider.
@@ -236,8 +237,6 @@ REPORTS_PLATFORM_NAME = env_str("REPORTS_PLATFORM_NAME", "Brickbook")
 REPORTS_PLATFORM_ADDRESS = env_str("REPORTS_PLATFORM_ADDRESS", "")
 REPORTS_TIME_ZONE = env_str("REPORTS_TIME_ZONE", "UTC")
 
-# Memory for one cap-table report's aggregation (PostgreSQL work_mem, for that query only).
-CAPTABLE_REPORT_WORK_MEM = env_str("CAPTABLE_REPORT_WORK_MEM", "64MB")
 # Unfunded subscription reservations release their units after this long.
 SUBSCRIPTION_RESERVATION_TTL_HOURS = env_int("SUBSCRIPTION_RESERVATION_TTL_HOURS", 72)
 
