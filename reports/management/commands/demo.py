@@ -157,7 +157,7 @@ PAYMENT_NOTES: dict[str, str] = {
     PaymentStatus.CONFIRMED: "confirmed",
     PaymentStatus.RETURNED: "returned: the transfer bounced, funding reversed",
     PaymentStatus.FAILED: "failed: no money arrived",
-    PaymentStatus.REFUNDED: "refunded: sent back after the cancellation",
+    PaymentStatus.REFUNDED: "refunded: sent back to the payer",
 }
 
 
@@ -572,6 +572,8 @@ class Command(BaseCommand):
             self._print_subscriptions(journey)
             self._print_captable(journey)
             self._print_closing(journey)
+        write("\nLedger check (every hash chain and invariant)")
+        write("  " + ledger_verify().summary().replace("\n", "\n  "))
         now = timezone.now()
         write("\nInvestors")
         for person in DEMO_INVESTORS:
@@ -581,8 +583,6 @@ class Command(BaseCommand):
                 f"KYC {investor.kyc_status}, accreditation {investor.accreditation_status}"
             )
             write(investor_limits_summary(investor=investor, on=now).as_text())
-        write("\nLedger check (every hash chain and invariant)")
-        write("  " + ledger_verify().summary().replace("\n", "\n  "))
         write(
             f"\nSign in: POST /api/v1/auth/token with any email above and password "
             f"{DEMO_PASSWORD!r}; staff {STAFF_EMAIL} can also use /admin/ (make serve)."
