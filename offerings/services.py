@@ -257,6 +257,9 @@ class OfferingDraft:
     summary: str = ""
     max_investment_units: Decimal | None = None  # None: up to the whole supply
     target_raise_minor: int = 0
+    # The investor's processing fee on top of each subscription: basis points, optional cap.
+    investor_fee_basis_points: int = 0
+    investor_fee_cap_minor: int | None = None
 
 
 @dataclass(frozen=True)
@@ -412,6 +415,10 @@ def offering_create(*, actor: User, draft: OfferingDraft) -> Offering:
                     property=property_,
                     security_type=draft.security_type,
                     created_by=actor,
+                    investor_fee_basis_points=_basis_points(
+                        draft.investor_fee_basis_points, "investor_fee_basis_points"
+                    ),
+                    investor_fee_cap_minor=_fee_cap(draft.investor_fee_cap_minor),
                     **_terms_fields(terms),
                 )
         except IntegrityError:
@@ -594,12 +601,43 @@ def _offering_for_staff(*, actor: User, offering_id: int) -> Offering:
     return offering_get(user=actor, offering_id=offering_id)
 
 
-def offering_approve(*, actor: User, offering_id: int, reason: str = "") -> Offering:
-    """in_review → approved (staff). The cap is checked again: other offerings may have moved."""
+def _basis_points(value: int, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000:
+        raise ValidationFailed(
+            f"{field} must be a whole number of basis points from 0 to 10,000.",
+            code="basis_points_invalid",
+            field=field,
+        )
+    return value
+
+
+def _fee_cap(value: int | None) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValidationFailed(
+            "investor_fee_cap_minor must be a non-negative amount in minor units.",
+            code="fee_cap_invalid",
+            field="investor_fee_cap_minor",
+        )
+    return value
+
+
+def offering_approve(
+    *,
+    actor: User,
+    offering_id: int,
+    reason: str = "",
+    platform_fee_basis_points: int | None = None,
+) -> Offering:
+    """in_review → approved (staff). The cap is checked again: other offerings may have moved.
+    Staff agree the platform's fee on the raise here (None keeps the offering's, default 0)."""
     with transaction.atomic():
         offering = _offering_for_staff(actor=actor, offering_id=offering_id)
         if offering.status == OfferingStatus.IN_REVIEW:
             _full_check(offering)
+            if platform_fee_basis_points is not None:
+                fee = _basis_points(platform_fee_basis_points, "platform_fee_basis_points")
+                Offering.objects.filter(pk=offering.pk).update(platform_fee_basis_points=fee)
+                offering.platform_fee_basis_points = fee
         return _offering_transition(
             offering=offering,
             allowed_from=(OfferingStatus.IN_REVIEW,),

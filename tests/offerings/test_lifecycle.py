@@ -192,3 +192,39 @@ def test_sponsor_rejection_needs_a_reason():
     rejected = services.sponsor_reject(actor=staff(), sponsor_id=sponsor.pk, reason="No KYB")
     assert rejected.status == SponsorStatus.REJECTED
     assert rejected.decision_reason == "No KYB"
+
+
+def test_fees_the_sponsor_sets_on_the_draft_and_staff_agree_at_approval():
+    # given a draft with an investor processing fee of 1% capped at $50
+    offering = new_offering(investor_fee_basis_points=100, investor_fee_cap_minor=50_00)
+    member = member_of(offering.sponsor)
+    services.offering_submit(actor=member, offering_id=offering.pk)
+    reviewer = staff()
+
+    # when staff approve it with a bad platform fee, then with 2.5%
+    with pytest.raises(ValidationFailed) as refused:
+        services.offering_approve(
+            actor=reviewer, offering_id=offering.pk, platform_fee_basis_points=10_001
+        )
+    offering.refresh_from_db()
+    assert refused.value.code == "basis_points_invalid"
+    assert offering.status == OfferingStatus.IN_REVIEW
+    assert offering.platform_fee_basis_points == 0
+    approved = services.offering_approve(
+        actor=reviewer, offering_id=offering.pk, platform_fee_basis_points=250
+    )
+
+    # then both fees are on the offering
+    approved.refresh_from_db()
+    assert approved.status == OfferingStatus.APPROVED
+    assert (approved.investor_fee_basis_points, approved.investor_fee_cap_minor) == (100, 50_00)
+    assert approved.platform_fee_basis_points == 250
+
+
+def test_a_draft_with_an_impossible_investor_fee_is_refused():
+    with pytest.raises(ValidationFailed) as refused:
+        new_offering(investor_fee_basis_points=-1)
+    assert refused.value.code == "basis_points_invalid"
+    with pytest.raises(ValidationFailed) as refused:
+        new_offering(investor_fee_cap_minor=-5)
+    assert refused.value.code == "fee_cap_invalid"

@@ -137,7 +137,9 @@ def test_the_output_names_each_step_of_the_journey_in_order():
     assert "Alice Accredited       60  66.6667%  $6,000.00" in output
     assert "Dana Rivera            30  33.3333%  $3,000.00" in output
     assert "raised           $9,000.00 from 2 investors (180% of the $5,000.00 target)" in output
-    assert "issuer proceeds  $9,000.00 → Birch Street SPV LLC" in output
+    # staff agreed a 2.5% platform fee at approval: $225.00 of the $9,000.00 raised
+    assert "platform fee     $225.00 (250 basis points) → platform fees" in output
+    assert "issuer proceeds  $8,775.00 → Birch Street SPV LLC" in output
     assert "left in escrow   $0.00" in output
     assert ": OK" in output.split("Ledger check")[1]
 

@@ -396,7 +396,12 @@ class Command(BaseCommand):
             ),
         )
         offering_submit(actor=sponsor_user, offering_id=offering.pk)
-        offering_approve(actor=staff, offering_id=offering.pk, reason="Form 1-A qualified.")
+        offering_approve(
+            actor=staff,
+            offering_id=offering.pk,
+            reason="Form 1-A qualified.",
+            platform_fee_basis_points=250,
+        )
         return offering_go_live(actor=staff, offering_id=offering.pk, reason="Demo launch.")
 
     def _run_journey(self, staff: User, approver: User) -> None:
