@@ -211,13 +211,19 @@ def wrk(
         rps,
         requests,
         refused + failed,
-        _match(r"99%\s+(\S+)", output),
-        latency_p50=_match(r"50%\s+(\S+)", output),
-        latency_p90=_match(r"90%\s+(\S+)", output),
+        _percentile(99, output),
+        latency_p50=_percentile(50, output),
+        latency_p90=_percentile(90, output),
         non_2xx=refused,
         socket_errors=failed,
         seconds=milliseconds("".join(ran.groups())) / 1000 if ran else float(seconds),
     )
+
+
+def _percentile(percent: int, output: str) -> str:
+    """A line of wrk's "Latency Distribution" table ("     99%   12.34ms"), anchored at the
+    line's start: the thread statistics above it end in percentages too ("72.99%")."""
+    return _match(rf"(?m)^\s+{percent}%\s+(\S+)\s*$", output)
 
 
 def _match(pattern: str, text: str) -> str:
