@@ -23,6 +23,8 @@ from captable.models import (
     ChainSeal,
     CloseRequest,
     CloseRequestStatusChange,
+    Distribution,
+    DistributionStatusChange,
     EarlyClose,
     Entry,
     Lot,
@@ -30,6 +32,7 @@ from captable.models import (
     Payment,
     PaymentEvent,
     PaymentStatusChange,
+    Payout,
     Posting,
     ReversalRequest,
     ReversalRequestStatusChange,
@@ -599,3 +602,65 @@ class SubscriptionReconfirmationAdmin(ReadOnlyAdmin):
     list_filter = ("status",)
     list_select_related = ("subscription", "document")
     ordering = ("-requested_at", "-id")
+
+
+# --- distributions ------------------------------------------------------------------------------
+# Read-only: distributions are declared, approved (by a second person), funded and paid through
+# `captable/distributions.py`; payouts are written only by the pay run.
+
+
+class DistributionStatusChangeInline(ReadOnlyInline):
+    model = DistributionStatusChange
+    fields = ("created_at", "from_status", "to_status", "actor", "reason")
+    readonly_fields = fields
+
+
+@admin.register(Distribution)
+class DistributionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "offering",
+        "kind",
+        "amount",
+        "record_date",
+        "payment_date",
+        "status",
+        "declared_by",
+        "approved_by",
+        "paid_at",
+    )
+    list_filter = ("status", "kind")
+    list_select_related = ("offering", "declared_by", "approved_by")
+    inlines = [DistributionStatusChangeInline]
+    ordering = ("-created_at", "-id")
+
+    @admin.display(description="Amount")
+    def amount(self, distribution: Distribution) -> str:
+        return _money(distribution.amount_minor, distribution.currency)
+
+
+@admin.register(DistributionStatusChange)
+class DistributionStatusChangeAdmin(ReadOnlyAdmin):
+    list_display = ("distribution", "from_status", "to_status", "actor", "reason", "created_at")
+    list_filter = ("to_status",)
+    list_select_related = ("distribution", "actor")
+
+
+@admin.register(Payout)
+class PayoutAdmin(ReadOnlyAdmin):
+    list_display = (
+        "distribution",
+        "investor",
+        "quanta",
+        "gross_minor",
+        "income_minor",
+        "return_of_capital_minor",
+        "tax_form",
+        "withholding_minor",
+        "net_minor",
+        "entry",
+        "paid_at",
+    )
+    list_filter = ("tax_form",)
+    list_select_related = ("distribution", "investor", "entry")
+    ordering = ("-distribution_id", "investor_id")

@@ -1254,3 +1254,214 @@ class EarlyClose(models.Model):
 
     def __str__(self) -> str:
         return f"early close of offering {self.offering_id} ({self.status})"
+
+
+# --- distributions ------------------------------------------------------------------------------
+#
+# Invariants (database constraints unless said otherwise):
+# - a distribution declares a positive amount; its income part is the whole amount (income), zero
+#   (return of capital) or strictly between (mixed); method is pro rata (the only one for now);
+# - the record date is on or before the payment date; `record_at` is the end of the record date
+#   in the offering's time zone (`captable/distributions.py` computes it);
+# - four eyes: whoever approves a distribution is never whoever declared it; an approved,
+#   funded or paid distribution names its approver;
+# - one payout per holder per distribution (UNIQUE), so a pay run repeated pays nobody twice;
+#   each payout's gross = income + return of capital, net = gross - withholding, withholding
+#   only on income; a paid payout has its paid time, and its ledger entry unless it is zero;
+# - status changes are compare-and-swaps in `captable/distributions.py`, each with a history
+#   row; history rows are append-only (triggers in migration 0010).
+
+
+class DistributionKind(models.TextChoices):
+    INCOME = "income"
+    RETURN_OF_CAPITAL = "return_of_capital", "Return of capital"
+    MIXED = "mixed", "Mixed (income and return of capital)"
+
+
+class DistributionMethod(models.TextChoices):
+    PRO_RATA = "pro_rata", "Pro rata by units of record"
+
+
+class DistributionStatus(models.TextChoices):
+    DRAFT = "draft", "Declared (awaiting approval)"
+    APPROVED = "approved"
+    FUNDED = "funded", "Funded (cash in the distribution's payable account)"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+
+
+DISTRIBUTION_APPROVED_STATUSES = (
+    DistributionStatus.APPROVED,
+    DistributionStatus.FUNDED,
+    DistributionStatus.PAID,
+)
+
+
+class Distribution(models.Model):
+    """Cash declared by the sponsor for the holders of record of an offering."""
+
+    offering = models.ForeignKey(Offering, on_delete=models.PROTECT, related_name="distributions")
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    kind = models.CharField(max_length=20, choices=DistributionKind.choices)
+    # The income part of the amount (all of it for income, none for return of capital).
+    income_minor = models.BigIntegerField()
+    method = models.CharField(
+        max_length=12, choices=DistributionMethod.choices, default=DistributionMethod.PRO_RATA
+    )
+    record_date = models.DateField()
+    # The end of the record date in the offering's time zone: holders of record as of then.
+    record_at = models.DateTimeField()
+    payment_date = models.DateField()
+    status = models.CharField(
+        max_length=12, choices=DistributionStatus.choices, default=DistributionStatus.DRAFT
+    )
+    memo = models.TextField(blank=True)
+    declared_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    funded_at = models.DateTimeField(null=True, blank=True)
+    # When the payouts were computed from the holders of record (the pay run started).
+    payouts_computed_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["offering", "status"], name="distribution_offering")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount_minor__gt=0), name="distribution_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind=DistributionKind.INCOME, income_minor=models.F("amount_minor"))
+                | Q(kind=DistributionKind.RETURN_OF_CAPITAL, income_minor=0)
+                | Q(
+                    kind=DistributionKind.MIXED,
+                    income_minor__gt=0,
+                    income_minor__lt=models.F("amount_minor"),
+                ),
+                name="distribution_income_part_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(method__in=DistributionMethod.values),
+                name="distribution_method_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=DistributionStatus.values),
+                name="distribution_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(record_date__lte=models.F("payment_date")),
+                name="distribution_record_before_payment",
+            ),
+            models.CheckConstraint(
+                condition=Q(approved_by__isnull=True) | ~Q(approved_by=models.F("declared_by")),
+                name="distribution_four_eyes",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=DISTRIBUTION_APPROVED_STATUSES)
+                | Q(approved_by__isnull=False, approved_at__isnull=False),
+                name="distribution_approval_named",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=(DistributionStatus.FUNDED, DistributionStatus.PAID))
+                | Q(funded_at__isnull=False),
+                name="distribution_funded_has_time",
+            ),
+            models.CheckConstraint(
+                condition=Q(status=DistributionStatus.PAID, paid_at__isnull=False)
+                | (~Q(status=DistributionStatus.PAID) & Q(paid_at__isnull=True)),
+                name="distribution_paid_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"distribution #{self.pk} of offering {self.offering_id} ({self.status})"
+
+
+class DistributionStatusChange(models.Model):
+    """Append-only: who moved a distribution from what to what, when and why."""
+
+    distribution = models.ForeignKey(
+        Distribution, on_delete=models.PROTECT, related_name="status_changes"
+    )
+    from_status = models.CharField(max_length=12, blank=True)
+    to_status = models.CharField(max_length=12, choices=DistributionStatus.choices)
+    # Null: the system (the pay run finished).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["distribution", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"distribution {self.distribution_id}: {self.from_status or '-'} → {self.to_status}"
+
+
+class Payout(models.Model):
+    """One holder's share of a distribution: gross (split income / return of capital),
+    withholding on the income part, net to the holder's available cash."""
+
+    distribution = models.ForeignKey(Distribution, on_delete=models.PROTECT, related_name="payouts")
+    investor = models.ForeignKey(Investor, on_delete=models.PROTECT, related_name="payouts")
+    # Units held at the record date.
+    quanta = models.BigIntegerField()
+    gross_minor = models.BigIntegerField()
+    income_minor = models.BigIntegerField()
+    return_of_capital_minor = models.BigIntegerField()
+    # The tax form on file when the payout was computed, and the rate it gave.
+    tax_form = models.CharField(max_length=8)
+    withholding_rate_basis_points = models.PositiveIntegerField()
+    withholding_minor = models.BigIntegerField()
+    net_minor = models.BigIntegerField()
+    entry = models.OneToOneField(
+        Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="payout"
+    )
+    paid_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["distribution", "investor"]
+        indexes = [models.Index(fields=["investor", "distribution"], name="payout_investor")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["distribution", "investor"], name="payout_one_per_holder"
+            ),
+            models.CheckConstraint(
+                condition=Q(quanta__gt=0)
+                & Q(income_minor__gte=0)
+                & Q(return_of_capital_minor__gte=0)
+                & Q(withholding_minor__gte=0)
+                & Q(withholding_rate_basis_points__lte=10_000),
+                name="payout_amounts_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    gross_minor=models.F("income_minor") + models.F("return_of_capital_minor")
+                ),
+                name="payout_gross_is_income_plus_capital",
+            ),
+            models.CheckConstraint(
+                condition=Q(net_minor=models.F("gross_minor") - models.F("withholding_minor"))
+                & Q(withholding_minor__lte=models.F("income_minor")),
+                name="payout_net_after_withholding_on_income",
+            ),
+            models.CheckConstraint(
+                condition=Q(paid_at__isnull=True, entry__isnull=True)
+                | Q(paid_at__isnull=False, entry__isnull=False)
+                | Q(paid_at__isnull=False, gross_minor=0),
+                name="payout_paid_has_entry",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"payout of distribution {self.distribution_id} to investor {self.investor_id}"
