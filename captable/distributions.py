@@ -1,0 +1,589 @@
+"""Distributions: the sponsor declares, a second person approves, the cash is funded into the
+distribution's payable account, and a background pay run pays every holder of record.
+
+    draft ──(approved by staff other than the declarer)──► approved ──(funded)──► funded
+      │                                                        │                    │
+      └──────────────────────► cancelled ◄─────────────────────┘      (pay run) ──► paid
+
+- Declaring: a member of the offering's sponsor (or staff), for an offering that closed funded;
+  a positive amount in the offering's currency; income, return of capital or mixed (with its
+  income part); pro rata (the only method for now); the record date is on or before the
+  payment date, which is not in the past. The record date means the end of that day in the
+  offering's time zone (`record_at`).
+- Funding: the issuer's operating account is fed from outside (external → operating), then the
+  amount moves operating → the distribution's payable account. Two ledger entries under
+  deterministic keys, so funding twice moves the money once.
+- Paying (staff, once the record date has passed and the payment date has come): the payouts
+  are computed once from the holders of record as of `record_at` (the ledger's as-of cap
+  table: a transfer after the record date does not move a payout), pro rata by quanta with
+  the one allocation function (exact cents), and stored one row per holder (UNIQUE). Then a
+  Celery task (enqueued through the outbox) pays each payout in its own transaction: ONE
+  ledger entry payable → the holder's available cash (net) and → the issuer's withholding
+  payable (withholding), key `distribution:{id}:payout:{investor}`. A payout already paid is
+  skipped, and the ledger replays a key already used, so a run repeated or killed half-way and
+  started again pays nobody twice. When every payout is paid the distribution is `paid` and its
+  payable account is empty.
+- Withholding (on the income part only, never on return of capital), from the tax form on
+  file when the payouts are computed: W-9 none; W-8BEN the treaty rate on file, else 30%; no
+  form on file: backup withholding 24%. The form and rate are kept on the payout.
+
+Not yet: waterfalls, reinvestment (DRIP), reversing a paid distribution, and refusing a record
+date inside a period already reported (statements live in `reports`, above this app).
+
+Locks: the distribution row, then a payout row, then the ledger's accounts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+from django.utils import timezone
+
+from captable import ledger
+from captable.models import (
+    AccountKind,
+    Distribution,
+    DistributionKind,
+    DistributionMethod,
+    DistributionStatus,
+    DistributionStatusChange,
+    Entry,
+    EntryKind,
+    Payout,
+)
+from captable.selectors import captable_as_of
+from common.auth import staff_required
+from common.errors import Conflict, InvalidTransition, NotAllowed, NotFound, ValidationFailed
+from common.models import User
+from common.money import allocate, basis_points_of, format_minor_units
+from common.outbox import outbox_enqueue
+from investors.models import Investor, TaxForm
+from offerings.models import Offering, OfferingStatus
+from offerings.selectors import is_sponsor_member, offerings_visible_to
+
+PAY_TASK_NAME = "captable.pay_distribution"
+# Withholding rates in basis points of the income part.
+BACKUP_WITHHOLDING_BASIS_POINTS = 2_400  # no W-9 on file (IRC 3406)
+NONRESIDENT_WITHHOLDING_BASIS_POINTS = 3_000  # W-8BEN without a treaty rate (IRC 1441)
+
+
+# --- pure arithmetic -------------------------------------------------------------------------
+
+
+def withholding_rate_basis_points(*, tax_form: str, treaty_rate_basis_points: int | None) -> int:
+    """The rate withheld from income for the tax form on file."""
+    if tax_form == TaxForm.W9:
+        return 0
+    if tax_form == TaxForm.W8BEN:
+        if treaty_rate_basis_points is None:
+            return NONRESIDENT_WITHHOLDING_BASIS_POINTS
+        return treaty_rate_basis_points
+    return BACKUP_WITHHOLDING_BASIS_POINTS
+
+
+@dataclass(frozen=True)
+class PayoutAmounts:
+    investor_id: int
+    quanta: int
+    gross_minor: int
+    income_minor: int
+    return_of_capital_minor: int
+
+
+def payout_amounts(
+    *, amount_minor: int, income_minor: int, holdings: list[tuple[int, int]]
+) -> list[PayoutAmounts]:
+    """Split a distribution over `holdings` ((investor id, quanta), in the order that breaks
+    ties: by investor id) pro rata by quanta, exact to the cent: gross by the one allocation
+    function, then the income part over the gross amounts the same way (so the income parts
+    also sum exactly to the income declared); the rest of each gross is return of capital."""
+    if not 0 <= income_minor <= amount_minor:
+        raise ValueError("the income part must be between zero and the amount")
+    gross = allocate(amount_minor, [quanta for _, quanta in holdings])
+    income = allocate(income_minor, gross) if amount_minor else [0] * len(gross)
+    return [
+        PayoutAmounts(investor_id, quanta, gross[i], income[i], gross[i] - income[i])
+        for i, (investor_id, quanta) in enumerate(holdings)
+    ]
+
+
+def record_at_of(record_date: date, *, time_zone: str) -> datetime:
+    """The end of the record date in the offering's time zone, as a UTC instant."""
+    return datetime.combine(record_date, time.max, tzinfo=ZoneInfo(time_zone)).astimezone(UTC)
+
+
+def _today_in(time_zone: str) -> date:
+    return timezone.now().astimezone(ZoneInfo(time_zone)).date()
+
+
+def _money(amount_minor: int, currency: str) -> str:
+    return f"{currency} {format_minor_units(amount_minor, currency)}"
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _is_sponsor_or_staff(actor: User, offering: Offering) -> bool:
+    return actor.is_staff or is_sponsor_member(actor, sponsor_id=offering.sponsor_id)
+
+
+def _locked(distribution_id: int) -> Distribution:
+    distribution = (
+        Distribution.objects.select_for_update(of=("self",))
+        .select_related("offering", "offering__issuer")
+        .filter(pk=distribution_id)
+        .first()
+    )
+    if distribution is None:
+        raise NotFound(f"Distribution {distribution_id} not found.", code="distribution_not_found")
+    return distribution
+
+
+def _transition(
+    distribution: Distribution,
+    *,
+    from_statuses: tuple[str, ...],
+    to_status: str,
+    actor: User | None,
+    reason: str,
+    **fields: object,
+) -> None:
+    """Compare-and-swap with a history row; the caller holds the distribution's lock."""
+    from_status = distribution.status
+    if from_status not in from_statuses:
+        raise InvalidTransition(
+            f"The distribution is {from_status}; it cannot become {to_status} from there.",
+            from_status=from_status,
+            to_status=to_status,
+        )
+    now = timezone.now()
+    changed = Distribution.objects.filter(pk=distribution.pk, status=from_status).update(
+        status=to_status, updated_at=now, **fields
+    )
+    assert changed == 1, "status changes happen under the distribution's lock"
+    DistributionStatusChange.objects.create(
+        distribution_id=distribution.pk,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor,
+        reason=reason,
+    )
+    distribution.refresh_from_db()
+
+
+# --- declare, approve, cancel -----------------------------------------------------------------
+
+
+def _income_part(*, kind: str, amount_minor: int, income_minor: int | None) -> int:
+    if kind == DistributionKind.INCOME:
+        if income_minor not in (None, amount_minor):
+            raise ValidationFailed(
+                "An income distribution is all income; leave the income part out.",
+                code="income_part_invalid",
+            )
+        return amount_minor
+    if kind == DistributionKind.RETURN_OF_CAPITAL:
+        if income_minor not in (None, 0):
+            raise ValidationFailed(
+                "A return of capital has no income part; leave it out.",
+                code="income_part_invalid",
+            )
+        return 0
+    if kind == DistributionKind.MIXED:
+        if income_minor is None or not 0 < income_minor < amount_minor:
+            raise ValidationFailed(
+                "A mixed distribution needs its income part, more than zero and less than the "
+                "amount (the rest is return of capital).",
+                code="income_part_invalid",
+            )
+        return income_minor
+    raise ValidationFailed(f"Unknown distribution kind {kind!r}.", code="kind_invalid")
+
+
+def _check_dates(offering: Offering, *, record_date: date, payment_date: date) -> datetime:
+    if record_date > payment_date:
+        raise ValidationFailed(
+            f"The record date {record_date} is after the payment date {payment_date}.",
+            code="record_date_after_payment_date",
+        )
+    today = _today_in(offering.time_zone)
+    if payment_date < today:
+        raise ValidationFailed(
+            f"The payment date {payment_date} is in the past (today is {today} in "
+            f"{offering.time_zone}).",
+            code="payment_date_past",
+        )
+    record_at = record_at_of(record_date, time_zone=offering.time_zone)
+    if record_at <= timezone.now() and not captable_as_of(offering=offering, as_of=record_at).rows:
+        raise ValidationFailed(
+            f"Nobody held units of the offering at the end of {record_date} "
+            f"({offering.time_zone}).",
+            code="no_holders_of_record",
+        )
+    return record_at
+
+
+def distribution_declare(
+    *,
+    actor: User,
+    offering_id: int,
+    amount_minor: int,
+    currency: str,
+    kind: str,
+    record_date: date,
+    payment_date: date,
+    income_minor: int | None = None,
+    method: str = DistributionMethod.PRO_RATA,
+    memo: str = "",
+) -> Distribution:
+    """A member of the offering's sponsor (or staff) declares a distribution (draft)."""
+    with transaction.atomic():
+        offering = Offering.objects.select_related("issuer").filter(pk=offering_id).first()
+        if offering is None or not offerings_visible_to(actor).filter(pk=offering_id).exists():
+            raise NotFound(f"Offering {offering_id} not found.", code="offering_not_found")
+        if not _is_sponsor_or_staff(actor, offering):
+            raise NotAllowed(
+                "Only the offering's sponsor (or staff) may declare a distribution.",
+                code="sponsor_only",
+            )
+        if offering.status != OfferingStatus.CLOSED_FUNDED:
+            raise Conflict(
+                f"The offering is {offering.status}; distributions are declared once it has "
+                "closed funded.",
+                code="offering_not_closed_funded",
+            )
+        if currency != offering.currency:
+            raise ValidationFailed(
+                f"The offering pays in {offering.currency}, not {currency}.",
+                code="currency_mismatch",
+            )
+        if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor <= 0:
+            raise ValidationFailed("The amount must be more than zero.", code="amount_not_positive")
+        if method != DistributionMethod.PRO_RATA:
+            raise ValidationFailed(
+                f"Method {method!r} is not available; distributions are pro rata for now.",
+                code="method_not_supported",
+            )
+        income = _income_part(kind=kind, amount_minor=amount_minor, income_minor=income_minor)
+        record_at = _check_dates(offering, record_date=record_date, payment_date=payment_date)
+        distribution = Distribution.objects.create(
+            offering=offering,
+            amount_minor=amount_minor,
+            currency=currency,
+            kind=kind,
+            income_minor=income,
+            method=method,
+            record_date=record_date,
+            record_at=record_at,
+            payment_date=payment_date,
+            memo=memo,
+            declared_by=actor,
+        )
+        DistributionStatusChange.objects.create(
+            distribution=distribution,
+            to_status=DistributionStatus.DRAFT,
+            actor=actor,
+            reason=f"Declared {_money(amount_minor, currency)} ({kind}), record date "
+            f"{record_date}, payment date {payment_date}.",
+        )
+    return distribution
+
+
+def distribution_approve(*, actor: User, distribution_id: int, reason: str = "") -> Distribution:
+    """Staff other than the declarer approve a declared distribution (four eyes)."""
+    staff_required(actor)
+    with transaction.atomic():
+        distribution = _locked(distribution_id)
+        if distribution.declared_by_id == actor.pk:
+            raise NotAllowed(
+                "Four eyes: a distribution is approved by someone other than its declarer.",
+                code="four_eyes",
+            )
+        if distribution.approved_by_id == actor.pk:
+            return distribution  # approving again: the first approval stands
+        _transition(
+            distribution,
+            from_statuses=(DistributionStatus.DRAFT,),
+            to_status=DistributionStatus.APPROVED,
+            actor=actor,
+            reason=reason or "Approved.",
+            approved_by=actor,
+            approved_at=timezone.now(),
+        )
+    return distribution
+
+
+def distribution_cancel(*, actor: User, distribution_id: int, reason: str) -> Distribution:
+    """The sponsor or staff cancel a distribution not yet funded (no money has moved)."""
+    if not reason.strip():
+        raise ValidationFailed("Cancelling needs a reason.", code="reason_required")
+    with transaction.atomic():
+        distribution = _locked(distribution_id)
+        if not _is_sponsor_or_staff(actor, distribution.offering):
+            raise NotFound(
+                f"Distribution {distribution_id} not found.", code="distribution_not_found"
+            )
+        _transition(
+            distribution,
+            from_statuses=(DistributionStatus.DRAFT, DistributionStatus.APPROVED),
+            to_status=DistributionStatus.CANCELLED,
+            actor=actor,
+            reason=reason,
+        )
+    return distribution
+
+
+# --- fund ------------------------------------------------------------------------------------
+
+
+def distribution_fund(*, actor: User, distribution_id: int) -> Distribution:
+    """approved → funded: external → issuer operating, then operating → the distribution's
+    payable account, both for the declared amount under deterministic keys. Funding a funded
+    distribution again changes nothing."""
+    with transaction.atomic():
+        distribution = _locked(distribution_id)
+        offering = distribution.offering
+        if not _is_sponsor_or_staff(actor, offering):
+            raise NotFound(
+                f"Distribution {distribution_id} not found.", code="distribution_not_found"
+            )
+        if distribution.status in (DistributionStatus.FUNDED, DistributionStatus.PAID):
+            return distribution
+        if distribution.status != DistributionStatus.APPROVED:
+            raise InvalidTransition(
+                f"The distribution is {distribution.status}; only an approved distribution is "
+                "funded.",
+                from_status=distribution.status,
+                to_status=DistributionStatus.FUNDED,
+            )
+        currency = distribution.currency
+        operating = ledger.issuer_spec(offering.issuer, AccountKind.OPERATING, currency)
+        ledger.cash_move(
+            source=ledger.external_spec(currency),
+            destination=operating,
+            amount_minor=distribution.amount_minor,
+            idempotency_key=f"distribution:{distribution.pk}:fund:operating",
+            actor=actor,
+            memo=f"Distribution #{distribution.pk}: funds received into the issuer's operating "
+            "account",
+            metadata={"distribution_id": distribution.pk},
+        )
+        ledger.cash_move(
+            source=operating,
+            destination=ledger.distribution_payable_spec(distribution.pk, currency),
+            amount_minor=distribution.amount_minor,
+            idempotency_key=f"distribution:{distribution.pk}:fund:payable",
+            actor=actor,
+            memo=f"Distribution #{distribution.pk}: operating → distribution payable",
+            metadata={"distribution_id": distribution.pk},
+        )
+        _transition(
+            distribution,
+            from_statuses=(DistributionStatus.APPROVED,),
+            to_status=DistributionStatus.FUNDED,
+            actor=actor,
+            reason=f"Funded {_money(distribution.amount_minor, currency)}.",
+            funded_at=timezone.now(),
+        )
+    return distribution
+
+
+# --- pay -------------------------------------------------------------------------------------
+
+
+def _payouts_compute(distribution: Distribution) -> int:
+    """The payout rows from the holders of record (once; the caller holds the lock)."""
+    offering = distribution.offering
+    captable = captable_as_of(offering=offering, as_of=distribution.record_at)
+    if not captable.rows:
+        raise Conflict(
+            f"Nobody held units of the offering at the record date {distribution.record_date}.",
+            code="no_holders_of_record",
+        )
+    amounts = payout_amounts(
+        amount_minor=distribution.amount_minor,
+        income_minor=distribution.income_minor,
+        holdings=[(row.investor_id, row.quanta) for row in captable.rows],
+    )
+    forms = {
+        pk: (form, treaty)
+        for pk, form, treaty in Investor.objects.filter(
+            pk__in=[amount.investor_id for amount in amounts]
+        ).values_list("pk", "tax_form", "treaty_withholding_rate_basis_points")
+    }
+    payouts = []
+    for amount in amounts:
+        tax_form, treaty = forms[amount.investor_id]
+        rate = withholding_rate_basis_points(tax_form=tax_form, treaty_rate_basis_points=treaty)
+        withholding = basis_points_of(amount.income_minor, rate)
+        payouts.append(
+            Payout(
+                distribution=distribution,
+                investor_id=amount.investor_id,
+                quanta=amount.quanta,
+                gross_minor=amount.gross_minor,
+                income_minor=amount.income_minor,
+                return_of_capital_minor=amount.return_of_capital_minor,
+                tax_form=tax_form,
+                withholding_rate_basis_points=rate,
+                withholding_minor=withholding,
+                net_minor=amount.gross_minor - withholding,
+            )
+        )
+    Payout.objects.bulk_create(payouts, batch_size=2_000)
+    assert sum(payout.gross_minor for payout in payouts) == distribution.amount_minor
+    changed = Distribution.objects.filter(
+        pk=distribution.pk, payouts_computed_at__isnull=True
+    ).update(payouts_computed_at=timezone.now())
+    assert changed == 1, "payouts are computed under the distribution's lock"
+    return len(payouts)
+
+
+def distribution_pay(*, actor: User, distribution_id: int) -> Distribution:
+    """Staff start (or restart) the pay run of a funded distribution once its record date has
+    passed and its payment date has come: the payouts are computed once, and the run is
+    enqueued through the outbox. Starting it again only enqueues the run again (it skips
+    what is paid)."""
+    staff_required(actor)
+    with transaction.atomic():
+        distribution = _locked(distribution_id)
+        if distribution.status == DistributionStatus.PAID:
+            return distribution
+        if distribution.status != DistributionStatus.FUNDED:
+            raise InvalidTransition(
+                f"The distribution is {distribution.status}; only a funded distribution is paid.",
+                from_status=distribution.status,
+                to_status=DistributionStatus.PAID,
+            )
+        if timezone.now() <= distribution.record_at:
+            raise Conflict(
+                f"The record date {distribution.record_date} has not passed yet: the holders "
+                "of record are not known.",
+                code="record_date_not_passed",
+            )
+        today = _today_in(distribution.offering.time_zone)
+        if today < distribution.payment_date:
+            raise Conflict(
+                f"The payment date is {distribution.payment_date} (today is {today}).",
+                code="payment_date_not_reached",
+            )
+        if distribution.payouts_computed_at is None:
+            _payouts_compute(distribution)
+        DistributionStatusChange.objects.create(
+            distribution=distribution,
+            from_status=distribution.status,
+            to_status=distribution.status,
+            actor=actor,
+            reason="Pay run started.",
+        )
+        outbox_enqueue(task_name=PAY_TASK_NAME, kwargs={"distribution_id": distribution.pk})
+    distribution.refresh_from_db()
+    return distribution
+
+
+def payout_pay(*, payout_id: int) -> Payout:
+    """Pay one payout: ONE ledger entry, payable → the holder's available cash (net) and →
+    the issuer's withholding payable (withholding). Paying a paid payout changes nothing."""
+    with transaction.atomic():
+        payout = (
+            Payout.objects.select_for_update(of=("self",))
+            .select_related("distribution", "distribution__offering__issuer", "investor")
+            .get(pk=payout_id)
+        )
+        if payout.paid_at is not None:
+            return payout
+        distribution = payout.distribution
+        now = timezone.now()
+        if payout.gross_minor == 0:
+            Payout.objects.filter(pk=payout.pk).update(paid_at=now)
+            payout.paid_at = now
+            return payout
+        entry = _payout_entry(payout, distribution)
+        changed = Payout.objects.filter(pk=payout.pk, paid_at__isnull=True).update(
+            entry=entry, paid_at=now
+        )
+        assert changed == 1, "a payout is paid under its lock"
+        payout.entry, payout.paid_at = entry, now
+    return payout
+
+
+def _payout_entry(payout: Payout, distribution: Distribution) -> Entry:
+    currency = distribution.currency
+    payable = ledger.distribution_payable_spec(distribution.pk, currency)
+    cash = ledger.cash_spec(payout.investor, currency)
+    withholding = ledger.issuer_spec(
+        distribution.offering.issuer, AccountKind.WITHHOLDING_PAYABLE, currency
+    )
+    accounts = [payable, cash] + ([withholding] if payout.withholding_minor else [])
+
+    def legs(locked: ledger.LockedAccounts) -> list[ledger.Leg]:
+        built = [ledger.Leg(locked[payable.key], -payout.gross_minor)]
+        if payout.net_minor:
+            built.append(ledger.Leg(locked[cash.key], payout.net_minor))
+        if payout.withholding_minor:
+            built.append(ledger.Leg(locked[withholding.key], payout.withholding_minor))
+        return built
+
+    return ledger.entry_post(
+        kind=EntryKind.CASH_MOVE,
+        idempotency_key=f"distribution:{distribution.pk}:payout:{payout.investor_id}",
+        request={
+            "from": payable.key,
+            "to": cash.key,
+            "net": payout.net_minor,
+            "withholding_to": withholding.key,
+            "withholding": payout.withholding_minor,
+        },
+        lock_first=accounts,
+        build_legs=legs,
+        memo=f"Distribution #{distribution.pk}: payout",
+        metadata={
+            "distribution_id": distribution.pk,
+            "payout_id": payout.pk,
+            "income_minor": payout.income_minor,
+            "return_of_capital_minor": payout.return_of_capital_minor,
+        },
+    )
+
+
+def distribution_pay_run(*, distribution_id: int) -> int:
+    """The background pay run: every unpaid payout, each in its own transaction, then the
+    distribution becomes paid. Returns how many payouts this run paid. Safe to run twice and
+    concurrently (a payout is paid under its row lock, under a ledger key used once)."""
+    unpaid = list(
+        Payout.objects.filter(distribution_id=distribution_id, paid_at__isnull=True)
+        .order_by("investor_id")
+        .values_list("pk", flat=True)
+    )
+    for payout_id in unpaid:
+        payout_pay(payout_id=payout_id)
+    distribution_complete(distribution_id=distribution_id)
+    return len(unpaid)
+
+
+def distribution_complete(*, distribution_id: int) -> bool:
+    """funded → paid once every payout is paid (the payable account is then empty)."""
+    with transaction.atomic():
+        distribution = _locked(distribution_id)
+        if distribution.status == DistributionStatus.PAID:
+            return True
+        if distribution.status != DistributionStatus.FUNDED or (
+            distribution.payouts_computed_at is None
+        ):
+            return False
+        if distribution.payouts.filter(paid_at__isnull=True).exists():
+            return False
+        payable = ledger.distribution_payable_account(distribution.pk, distribution.currency)
+        assert payable.balance == 0, f"distribution {distribution.pk} payable not empty"
+        _transition(
+            distribution,
+            from_statuses=(DistributionStatus.FUNDED,),
+            to_status=DistributionStatus.PAID,
+            actor=None,
+            reason="Every payout paid.",
+            paid_at=timezone.now(),
+        )
+    return True
