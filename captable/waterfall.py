@@ -28,7 +28,7 @@ investor's units received before the promote was taken), which rebuilds the stat
 distribution starts from; replaying is deterministic, so a past breakdown is reproduced.
 
 Precision and rounding: all arithmetic runs in Decimal with 60 significant digits; a value that
-is not exact (a division, a fractional power) is held to 20 decimal places of the currency's
+is not exact (a division, a fractional power) is held to 12 decimal places of the currency's
 major unit, far below a cent. By construction the tiers (investor + sponsor) sum *exactly* to
 the distributed amount. Money is rounded once, at the end, by `waterfall_minor_units`: each part
 goes through `common.money.round_minor_units` (half to even) and the at most a few leftover
@@ -40,8 +40,8 @@ each is within one minor unit of its exact value.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal, localcontext
 from fractions import Fraction
@@ -55,7 +55,10 @@ from captable.returns import (
 )
 from common.money import currency_exponent, decimal_to_minor_units, round_minor_units
 
-INTERNAL_QUANTUM = Decimal("1e-20")
+# Inexact intermediate values (a division, a fractional power) are held to 12 decimal places of
+# the major unit (10**-10 of a cent), so every amount this module returns, and every sum of
+# them below 10**15, is exact even in Python's default 28-digit Decimal context.
+INTERNAL_QUANTUM = Decimal("1e-12")
 ZERO = Decimal(0)
 ONE = Decimal(1)
 
@@ -138,24 +141,35 @@ class DatedAmount:
 
 
 @dataclass(frozen=True)
+class DirectPayout:
+    """A payout the investor received outside the waterfall (a pro-rata distribution), as
+    recorded: return of capital reduces unreturned capital, income pays the unpaid pref first;
+    both count in the investor's IRR and multiple, and income counts as the investor's profit."""
+
+    on: date
+    return_of_capital: Decimal
+    income: Decimal
+
+    def __post_init__(self) -> None:
+        _check_decimal("return of capital", self.return_of_capital, low=ZERO, high=None)
+        _check_decimal("income", self.income, low=ZERO, high=None)
+
+
+@dataclass(frozen=True)
 class CapitalAccount:
     """One investor's history in one offering: contributions (subscriptions, reinvestments,
-    carried-over transfers) and the gross amounts of earlier waterfall distributions."""
+    carried-over transfers), the gross amounts of earlier waterfall distributions, and payouts
+    made outside the waterfall."""
 
     contributions: tuple[DatedAmount, ...] = ()
     distributions: tuple[DatedAmount, ...] = ()
+    direct_payouts: tuple[DirectPayout, ...] = ()
 
     def with_contribution(self, *, on: date, amount: Decimal) -> CapitalAccount:
-        return CapitalAccount(
-            contributions=(*self.contributions, DatedAmount(on=on, amount=amount)),
-            distributions=self.distributions,
-        )
+        return replace(self, contributions=(*self.contributions, DatedAmount(on=on, amount=amount)))
 
     def with_distribution(self, *, on: date, amount: Decimal) -> CapitalAccount:
-        return CapitalAccount(
-            contributions=self.contributions,
-            distributions=(*self.distributions, DatedAmount(on=on, amount=amount)),
-        )
+        return replace(self, distributions=(*self.distributions, DatedAmount(on=on, amount=amount)))
 
 
 @dataclass(frozen=True)
@@ -254,6 +268,14 @@ class _AccountState:
         if investor:
             self.investor_flows.append((self.on, investor))
 
+    def pay_direct(self, payout: DirectPayout) -> None:
+        capital = min(payout.return_of_capital, self.capital_unreturned)
+        self.capital_unreturned -= capital
+        profit = payout.income + payout.return_of_capital - capital
+        self.pref_unpaid -= min(payout.income, self.pref_unpaid)
+        self.pay(investor=capital, sponsor=ZERO, is_profit=False)
+        self.pay(investor=profit, sponsor=ZERO, is_profit=True)
+
     def catch_up_capacity(self) -> Decimal:
         """Gross amount X such that after paying X at the catch-up split the sponsor holds its
         target share s of profit: S + cX = s (L + S + X)  =>  X = (s (L + S) - S) / (c - s)."""
@@ -311,20 +333,25 @@ def waterfall_compute(
     """Split `amount`, distributed on `on` on this capital account, into tiers, each with the
     investor's and the sponsor's part, in exact Decimal (see the module docstring)."""
     _check_decimal("amount", amount, low=ZERO, high=None)
-    events = [(c.on, 0, c.amount) for c in account.contributions]
-    events += [(d.on, 1, d.amount) for d in account.distributions]
+    # Same day: contributions first, so capital paid in that day can be returned that day.
+    events: list[tuple[date, int, DatedAmount | DirectPayout]] = [
+        *((c.on, 0, c) for c in account.contributions),
+        *((d.on, 1, d) for d in account.distributions),
+        *((p.on, 2, p) for p in account.direct_payouts),
+    ]
     if any(event_on > on for event_on, _, _ in events):
         raise ValueError("the capital account has events after the distribution date")
     state = _AccountState(config=config)
     with localcontext() as context:
         context.prec = DECIMAL_PRECISION
-        # Same day: contributions first, so capital paid in that day can be returned that day.
-        for event_on, is_distribution, event_amount in sorted(events, key=lambda e: (e[0], e[1])):
+        for event_on, kind, event in sorted(events, key=lambda e: (e[0], e[1])):
             state.accrue_to(event_on)
-            if is_distribution:
-                _distribute(state, event_amount)
+            if isinstance(event, DirectPayout):
+                state.pay_direct(event)
+            elif kind == 1:
+                _distribute(state, event.amount)
             else:
-                state.contribute(event_amount)
+                state.contribute(event.amount)
         state.accrue_to(on)
         tiers = _distribute(state, amount)
     return WaterfallResult(on=on, amount=amount, tiers=tiers)
@@ -367,25 +394,27 @@ def capital_account_transfer(
     if not 0 <= share <= 1:
         raise ValueError("share must be between 0 and 1")
 
-    def split(entries: Sequence[DatedAmount]) -> tuple[tuple[DatedAmount, ...], ...]:
-        kept: list[DatedAmount] = []
-        moved: list[DatedAmount] = []
+    def moved(amount: Decimal) -> Decimal:
         with localcontext() as context:
             context.prec = DECIMAL_PRECISION
-            for entry in entries:
-                part = _internal(
-                    entry.amount * Decimal(share.numerator) / Decimal(share.denominator)
-                )
-                moved.append(DatedAmount(on=entry.on, amount=part))
-                kept.append(DatedAmount(on=entry.on, amount=entry.amount - part))
-        return tuple(kept), tuple(moved)
+            return _internal(amount * Decimal(share.numerator) / Decimal(share.denominator))
 
-    contributions_kept, contributions_moved = split(account.contributions)
-    distributions_kept, distributions_moved = split(account.distributions)
-    return (
-        CapitalAccount(contributions=contributions_kept, distributions=distributions_kept),
-        CapitalAccount(contributions=contributions_moved, distributions=distributions_moved),
-    )
+    def kept(amount: Decimal) -> Decimal:
+        with localcontext() as context:
+            context.prec = DECIMAL_PRECISION
+            return amount - moved(amount)
+
+    def part(account: CapitalAccount, take: Callable[[Decimal], Decimal]) -> CapitalAccount:
+        return CapitalAccount(
+            contributions=tuple(DatedAmount(c.on, take(c.amount)) for c in account.contributions),
+            distributions=tuple(DatedAmount(d.on, take(d.amount)) for d in account.distributions),
+            direct_payouts=tuple(
+                DirectPayout(p.on, take(p.return_of_capital), take(p.income))
+                for p in account.direct_payouts
+            ),
+        )
+
+    return part(account, kept), part(account, moved)
 
 
 def capital_account_merge(*accounts: CapitalAccount) -> CapitalAccount:
@@ -393,4 +422,5 @@ def capital_account_merge(*accounts: CapitalAccount) -> CapitalAccount:
     return CapitalAccount(
         contributions=tuple(c for account in accounts for c in account.contributions),
         distributions=tuple(d for account in accounts for d in account.distributions),
+        direct_payouts=tuple(p for account in accounts for p in account.direct_payouts),
     )
