@@ -1,0 +1,170 @@
+"""HTTP for distributions: declared by the sponsor, approved by a second person (staff), funded,
+paid in the background. Schema → one service or selector → schema. Mounted at the API root (its
+paths are absolute).
+
+No `from __future__ import annotations` here: ninja reads the parameter annotations at import
+time, and `@paginate` re-wraps the view, so string annotations could not be resolved.
+"""
+
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from ninja import Query, Router, Schema, Status
+from ninja.pagination import LimitOffsetPagination, paginate
+from pydantic import Field
+
+# Paying enqueues `captable.pay_distribution` through the outbox, which the embedded default
+# runs in this process: its tasks must be registered here, not only in workers.
+from captable import distributions, tasks  # noqa: F401
+from captable.api import actor_of
+from captable.distribution_schemas import (
+    DistributionDeclareIn,
+    DistributionDetailOut,
+    DistributionOut,
+    PayoutOut,
+    PayoutPageOut,
+    PayoutTotalsOut,
+)
+from captable.distribution_selectors import (
+    distribution_get,
+    distributions_visible_to,
+    payout_totals,
+    payouts_visible_to,
+)
+from captable.models import Distribution
+from captable.schemas import READ_ERRORS, WRITE_ERRORS, OptionalReasonIn, ReasonIn
+from common.errors import ValidationFailed
+
+distributions_router = Router(tags=["distributions"])
+
+PAGE_SIZE_MAX = 100
+
+
+class PayoutPageIn(Schema):
+    limit: int = Field(50, ge=1, le=PAGE_SIZE_MAX)
+    offset: int = Field(0, ge=0)
+
+
+@distributions_router.post(
+    "/offerings/{int:offering_id}/distributions",
+    response={201: DistributionOut, **WRITE_ERRORS},
+)
+def distribution_declare(
+    request: HttpRequest, offering_id: int, payload: DistributionDeclareIn
+) -> Status[Distribution]:
+    """A member of the offering's sponsor declares a distribution (status `draft`) for an
+    offering that closed funded; staff other than the declarer approve it."""
+    currency = payload.amount.currency
+    if payload.income is not None and payload.income.currency != currency:
+        raise ValidationFailed("The income part is in another currency.", code="currency_mismatch")
+    distribution = distributions.distribution_declare(
+        actor=actor_of(request),
+        offering_id=offering_id,
+        amount_minor=payload.amount.to_minor_units(),
+        currency=currency,
+        kind=payload.kind,
+        income_minor=payload.income.to_minor_units() if payload.income else None,
+        record_date=payload.record_date,
+        payment_date=payload.payment_date,
+        method=payload.method,
+        memo=payload.memo,
+    )
+    return Status(201, distribution)
+
+
+@distributions_router.get("/distributions", response={200: list[DistributionOut], **READ_ERRORS})
+@paginate(LimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
+def distribution_list(
+    request: HttpRequest, offering_id: int | None = None, status: str | None = None
+) -> QuerySet[Distribution]:
+    """Distributions you may see, newest first: staff all, a sponsor its offerings', an
+    investor those that pay them. Filter by `offering_id` or `status`."""
+    return distributions_visible_to(user=actor_of(request), offering_id=offering_id, status=status)
+
+
+@distributions_router.get(
+    "/distributions/{int:distribution_id}", response={200: DistributionDetailOut, **READ_ERRORS}
+)
+def distribution_detail(
+    request: HttpRequest, distribution_id: int, page: Query[PayoutPageIn]
+) -> DistributionDetailOut:
+    """A distribution with its history, its payouts (paginated by investor id: `limit`,
+    `offset`) and their totals. The sponsor and staff see every payout; an investor only
+    their own."""
+    actor = actor_of(request)
+    distribution = distribution_get(user=actor, distribution_id=distribution_id)
+    payouts = payouts_visible_to(user=actor, distribution=distribution)
+    currency = distribution.currency
+    quanta_per_unit = distribution.offering.quanta_per_unit
+    totals = payout_totals(payouts)
+    rows = payouts[page.offset : page.offset + page.limit]
+    # ninja's schemas read the distribution and its history off the ORM objects.
+    return DistributionDetailOut.model_validate(
+        {
+            "distribution": distribution,
+            "history": list(distribution.status_changes.all()),
+            "totals": PayoutTotalsOut.of(totals, currency=currency),
+            "payouts": PayoutPageOut(
+                items=[
+                    PayoutOut.of(payout, currency=currency, quanta_per_unit=quanta_per_unit)
+                    for payout in rows
+                ],
+                count=totals.payouts,
+                limit=page.limit,
+                offset=page.offset,
+            ),
+        }
+    )
+
+
+@distributions_router.post(
+    "/distributions/{int:distribution_id}/approve",
+    response={200: DistributionOut, **WRITE_ERRORS},
+)
+def distribution_approve(
+    request: HttpRequest, distribution_id: int, payload: OptionalReasonIn | None = None
+) -> Distribution:
+    """Staff other than the declarer (403 `four_eyes`) approve a declared distribution."""
+    actor = actor_of(request)
+    distribution_get(user=actor, distribution_id=distribution_id)
+    return distributions.distribution_approve(
+        actor=actor, distribution_id=distribution_id, reason=payload.reason if payload else ""
+    )
+
+
+@distributions_router.post(
+    "/distributions/{int:distribution_id}/fund",
+    response={200: DistributionOut, **WRITE_ERRORS},
+)
+def distribution_fund(request: HttpRequest, distribution_id: int) -> Distribution:
+    """The sponsor (or staff) fund an approved distribution: the amount arrives in the
+    issuer's operating account and moves to the distribution's payable account. Funding
+    again changes nothing."""
+    return distributions.distribution_fund(actor=actor_of(request), distribution_id=distribution_id)
+
+
+@distributions_router.post(
+    "/distributions/{int:distribution_id}/pay",
+    response={202: DistributionOut, **WRITE_ERRORS},
+)
+def distribution_pay(request: HttpRequest, distribution_id: int) -> Status[Distribution]:
+    """Staff start the pay run of a funded distribution once its record date has passed and
+    its payment date has come: payouts are computed from the holders of record and paid in
+    the background (`GET /distributions/{id}` shows progress). Starting it again pays only
+    what is left."""
+    actor = actor_of(request)
+    distribution_get(user=actor, distribution_id=distribution_id)
+    distribution = distributions.distribution_pay(actor=actor, distribution_id=distribution_id)
+    return Status(202, distribution)
+
+
+@distributions_router.post(
+    "/distributions/{int:distribution_id}/cancel",
+    response={200: DistributionOut, **WRITE_ERRORS},
+)
+def distribution_cancel(
+    request: HttpRequest, distribution_id: int, payload: ReasonIn
+) -> Distribution:
+    """The sponsor or staff cancel a distribution that is not funded yet."""
+    return distributions.distribution_cancel(
+        actor=actor_of(request), distribution_id=distribution_id, reason=payload.reason
+    )
