@@ -133,6 +133,7 @@ def _mount_routers() -> None:
     from captable.api import router as transfers_router
     from captable.captable_api import captable_router
     from captable.closing_api import closing_router
+    from captable.distributions_api import distributions_router
     from captable.payments_api import payments_router
     from captable.subscriptions_api import subscriptions_router
     from common.api import router as auth_router
@@ -155,6 +156,7 @@ def _mount_routers() -> None:
     api.add_router("", subscriptions_router)  # absolute paths: /offerings/{id}/subscriptions
     api.add_router("", payments_router)  # absolute paths: /subscriptions/{id}/fund, /payments/…
     api.add_router("", closing_router)  # absolute paths: /offerings/{id}/close…, /stats
+    api.add_router("", distributions_router)  # absolute: /offerings/{id}/distributions, …
     api.add_router("", reports_router)  # absolute paths: /statements…, /tasks/{id}
 
 
