@@ -13,7 +13,9 @@ the shared machine hits both alike):
 - ceiling: POST /bench/hot-update (benchmarks/bare_api.py), bare django-ninja doing one
   transactional `UPDATE ... SET n = n + 1 ... RETURNING n` on one hot row.
 
-Goal: subscribe ≥ 0.5 of the ceiling; p50/p90/p99 latency reported. Afterwards the database
+Goal: subscribe ≥ 0.5 of the ceiling; p50/p90/p99 latency reported, and the CPU each request
+cost the gunicorn workers and their PostgreSQL backends (/proc): on a machine shared with
+other work that ratio moves far less than requests per second do. Afterwards the database
 is read: subscriptions reserved / waitlisted, wrk's non-2xx count is the refusals (none
 expected: many investors, limits far away, supply to spare), and the offering's counter must
 equal the reserved subscriptions' units.
@@ -33,8 +35,10 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.harness import (
     LoadResult,
+    cpu_used,
     django_in_process,
     gunicorn,
     scratch_database,
@@ -168,6 +173,17 @@ def outcomes(offering_id: int) -> dict[str, int]:
     return {**counts, "reserved_units": reserved_units or 0, "counter": counter}
 
 
+def settled_outcomes(offering_id: int) -> dict[str, int]:
+    """`outcomes` once the server has finished the requests wrk left queued when it stopped
+    (two reads half a second apart agree)."""
+    latest = outcomes(offering_id)
+    while True:
+        time.sleep(0.5)
+        previous, latest = latest, outcomes(offering_id)
+        if latest == previous:
+            return latest
+
+
 def combined(results: list[LoadResult]) -> tuple[float, int, int, str, str, str]:
     """(requests/s over every round, requests, non-2xx, worst p50, worst p90, worst p99)."""
     from benchmarks.harness import milliseconds
@@ -277,6 +293,28 @@ def diagnose(offering_id: int, tokens: list[str]) -> None:
     connections.close_all()
 
 
+@dataclass(frozen=True)
+class Measured:
+    load: LoadResult
+    worker_seconds: float  # CPU the gunicorn workers used during the run
+    backend_seconds: float  # CPU their PostgreSQL backends used during the run
+
+
+def measured(base: str, run: Callable[[], LoadResult]) -> Measured:
+    before = cpu_used(base)
+    load = run()
+    worker_seconds, backend_seconds = cpu_used(base).since(before)
+    return Measured(load, worker_seconds, backend_seconds)
+
+
+def cpu_per_request(runs: list[Measured]) -> tuple[float, float]:
+    """(gunicorn, PostgreSQL) CPU milliseconds per request over `runs`."""
+    requests = sum(run.load.requests for run in runs)
+    workers = sum(run.worker_seconds for run in runs)
+    backends = sum(run.backend_seconds for run in runs)
+    return workers / requests * 1000, backends / requests * 1000
+
+
 def main() -> int:
     began = time.perf_counter()
     with scratch_database("brickbook_bench_subscribe") as url:
@@ -289,10 +327,9 @@ def main() -> int:
         with tempfile.NamedTemporaryFile("w", suffix=".tokens", delete=False) as token_file:
             token_file.write("\n".join(tokens) + "\n")
         subscribe_url = f"/api/v1/offerings/{offering_id}/subscriptions"
-        subscribe_args = [token_file.name, "", str(THREADS)]
         lua, post = BENCHMARKS / "subscribe.lua", BENCHMARKS / "post.lua"
-        ceilings: list[LoadResult] = []
-        figures: list[LoadResult] = []
+        ceilings: list[Measured] = []
+        figures: list[Measured] = []
         try:
             with gunicorn(url, workers=2) as base:
 
@@ -306,38 +343,48 @@ def main() -> int:
                     )
 
                 def subscribe_run(seconds: int, name: str) -> LoadResult:
-                    subscribe_args[1] = name
                     return wrk(
                         f"{base}{subscribe_url}",
                         seconds=seconds,
                         connections=CONNECTIONS,
                         threads=THREADS,
                         script=lua,
-                        script_args=subscribe_args,
+                        script_args=[token_file.name, name, str(THREADS)],
                     )
 
                 ceiling_run(2)  # warm up both workers and both paths
                 warm = subscribe_run(2, "warm-up")
-                before = outcomes(offering_id)
-                for number in range(ROUNDS):
+                before = settled_outcomes(offering_id)
+                for number in range(ROUNDS):  # alternating which goes first
                     if number % 2 == 0:
-                        ceilings.append(ceiling_run(SECONDS))
-                        figures.append(subscribe_run(SECONDS, f"round-{number}"))
-                    else:
-                        figures.append(subscribe_run(SECONDS, f"round-{number}"))
-                        ceilings.append(ceiling_run(SECONDS))
-            time.sleep(0.5)  # gunicorn stopped: every request that reached it is committed
-            after = outcomes(offering_id)
+                        ceilings.append(measured(base, lambda: ceiling_run(SECONDS)))
+                    figures.append(
+                        measured(base, partial(subscribe_run, SECONDS, f"round-{number}"))
+                    )
+                    if number % 2 == 1:
+                        ceilings.append(measured(base, lambda: ceiling_run(SECONDS)))
+                after = settled_outcomes(offering_id)
             if "--diagnose" in sys.argv:
                 diagnose(offering_id, tokens)
             connections.close_all()
         finally:
             os.unlink(token_file.name)
-    rate, requests, errors, p50, p90, p99 = combined(figures)
-    ceiling, _, ceiling_errors, c50, c90, c99 = combined(ceilings)
+    return summary(figures, ceilings, before, after, warm, began)
+
+
+def summary(
+    figures: list[Measured],
+    ceilings: list[Measured],
+    before: dict[str, int],
+    after: dict[str, int],
+    warm: LoadResult,
+    began: float,
+) -> int:
+    rate, requests, errors, p50, p90, p99 = combined([run.load for run in figures])
+    ceiling, _, ceiling_errors, c50, c90, c99 = combined([run.load for run in ceilings])
     reserved = after.get("reserved", 0) - before.get("reserved", 0)
     waitlisted = after.get("waitlisted", 0) - before.get("waitlisted", 0)
-    refused = sum(result.non_2xx for result in figures)
+    refused = sum(run.load.non_2xx for run in figures)
     ratio = rate / ceiling
     print(
         f"POST /offerings/{{id}}/subscriptions ({INVESTORS} investors, {CONNECTIONS} "
@@ -347,15 +394,23 @@ def main() -> int:
     )
     print(
         "  per round: subscribe "
-        + ", ".join(f"{r.requests_per_second:,.0f}" for r in figures)
+        + ", ".join(f"{run.load.requests_per_second:,.0f}" for run in figures)
         + " req/s; ceiling "
-        + ", ".join(f"{r.requests_per_second:,.0f}" for r in ceilings)
+        + ", ".join(f"{run.load.requests_per_second:,.0f}" for run in ceilings)
         + " req/s"
     )
+    python_ms, postgres_ms = cpu_per_request(figures)
+    ceiling_python_ms, ceiling_postgres_ms = cpu_per_request(ceilings)
+    cpu_ratio = (ceiling_python_ms + ceiling_postgres_ms) / (python_ms + postgres_ms)
     print(
-        f"  measured requests: {requests} answered by wrk → {reserved} reserved, {waitlisted} "
-        f"waitlisted, {refused} refused (non-2xx), {errors - refused} socket errors; "
-        f"warm-up {warm.requests}"
+        f"  CPU a request (steadier than req/s on a shared machine): subscribe gunicorn "
+        f"{python_ms:.2f} ms + PostgreSQL {postgres_ms:.2f} ms; ceiling {ceiling_python_ms:.2f}"
+        f" + {ceiling_postgres_ms:.2f} ms; ratio {cpu_ratio:.2f}"
+    )
+    print(
+        f"  measured: {requests} requests answered by wrk (and those it left queued) → "
+        f"{reserved} reserved, {waitlisted} waitlisted, {refused} refused (non-2xx), "
+        f"{errors - refused} socket errors; warm-up {warm.requests}"
     )
     counter_ok = after["counter"] == after["reserved_units"]
     print(

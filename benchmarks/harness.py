@@ -115,12 +115,80 @@ def gunicorn(database_url: str, *, workers: int = 2) -> Iterator[str]:
         env=env,
     )
     base = f"http://127.0.0.1:{port}"
+    _SERVERS[base] = (process.pid, database_url)
     try:
         _wait_until_up(f"{base}/api/v1/health")
         yield base
     finally:
+        del _SERVERS[base]
         process.terminate()
         process.wait(timeout=30)
+
+
+# base URL → (gunicorn master's pid, its database), while `gunicorn()` runs it
+_SERVERS: dict[str, tuple[int, str]] = {}
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True)
+class CpuUsed:
+    """CPU seconds used so far (user + system) by each process serving a benchmark: the
+    gunicorn workers, and the PostgreSQL backends connected to its database (empty when
+    PostgreSQL runs on another machine). Unlike requests per second, CPU per request hardly
+    depends on what else the shared machine is doing."""
+
+    workers: dict[int, float]
+    backends: dict[int, float]
+
+    def since(self, earlier: CpuUsed) -> tuple[float, float]:
+        """(workers' seconds, backends' seconds) used since `earlier`."""
+        return _used_since(self.workers, earlier.workers), _used_since(
+            self.backends, earlier.backends
+        )
+
+
+def _used_since(now: dict[int, float], earlier: dict[int, float]) -> float:
+    return sum(seconds - earlier.get(pid, 0.0) for pid, seconds in now.items())
+
+
+def cpu_used(base: str) -> CpuUsed:
+    """CPU used so far by the gunicorn serving `base` (from `gunicorn()`) and its database's
+    backends (Linux /proc; the backends only when PostgreSQL runs on this machine)."""
+    master, database_url = _SERVERS[base]
+    workers = {pid: _cpu_seconds(pid) for pid in _children_of(master)}
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        pids = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    backends = {pid: _cpu_seconds(pid) for (pid,) in pids}
+    return CpuUsed(
+        {pid: s for pid, s in workers.items() if s is not None},
+        {pid: s for pid, s in backends.items() if s is not None},
+    )
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None  # gone, or not on this machine
+    fields = stat.rsplit(")", 1)[1].split()  # after "(command)", which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
+
+
+def _children_of(parent: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            children.append(int(entry.name))
+    return children
 
 
 def _wait_until_up(url: str, timeout_seconds: float = 30) -> None:
