@@ -44,6 +44,7 @@ from django.utils import timezone
 
 from captable import ledger
 from captable.models import (
+    Account,
     AccountKind,
     Distribution,
     DistributionKind,
@@ -408,10 +409,12 @@ def _payouts_compute(distribution: Distribution) -> int:
         income_minor=distribution.income_minor,
         holdings=[(row.investor_id, row.quanta) for row in captable.rows],
     )
+    # Every holder of the offering (a subquery: no parameter per holder, which SQLite limits).
+    holders = Account.objects.filter(offering=offering, kind=AccountKind.HOLDING)
     forms = {
         pk: (form, treaty)
         for pk, form, treaty in Investor.objects.filter(
-            pk__in=[amount.investor_id for amount in amounts]
+            pk__in=holders.values("investor_id")
         ).values_list("pk", "tax_form", "treaty_withholding_rate_basis_points")
     }
     payouts = []
