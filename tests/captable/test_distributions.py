@@ -14,6 +14,8 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from captable import ledger
 from captable.distributions import (
@@ -482,3 +484,35 @@ def test_status_history_is_append_only() -> None:
     change = DistributionStatusChange.objects.get(distribution=distribution)
     with pytest.raises(Exception), transaction.atomic():  # noqa: B017
         DistributionStatusChange.objects.filter(pk=change.pk).update(reason="rewritten")
+
+
+# --- the same allocation, paid through the database ----------------------------------------------
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    holdings=st.lists(st.integers(min_value=1, max_value=10**6), min_size=1, max_size=5),
+    amount_minor=st.integers(min_value=1, max_value=10**10),
+)
+def test_paid_payouts_equal_the_allocation_on_this_database(
+    holdings: list[int], amount_minor: int
+) -> None:
+    """Each example has its own offering and holders, so examples never share state. Whatever
+    the database (this test runs on SQLite and PostgreSQL), what lands in each holder's cash is
+    exactly the pure allocation, and the payable account ends empty."""
+    offering, holders = closed_offering(holdings)
+    Investor.objects.filter(pk__in=[h.pk for h in holders]).update(tax_form="w9")
+    distribution = approve_and_fund(declare(offering, amount_minor))
+    pay(distribution)
+    expected = payout_amounts(
+        amount_minor=amount_minor,
+        income_minor=amount_minor,
+        holdings=[(h.pk, q) for h, q in zip(holders, holdings, strict=True)],
+    )
+    assert [cash_of(h) for h in holders] == [e.gross_minor for e in expected]
+    assert sum(cash_of(h) for h in holders) == amount_minor
+    assert balance(ledger.distribution_payable_spec(distribution.pk, "USD")) == 0
