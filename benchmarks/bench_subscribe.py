@@ -64,6 +64,9 @@ GOAL = 0.5
 UNITS_AUTHORIZED = 400_000  # $4M at $10 a unit: inside Reg CF's $5M, never sold out here
 PRICE_PER_UNIT_MINOR = 10_00
 DIAGNOSE_REQUESTS = 300
+# A response slower than this is a socket error (wrk's default, 2 s, is less than what a
+# request queued behind 31 others may wait at this endpoint's current speed).
+RESPONSE_TIMEOUT_SECONDS = 30
 
 
 def seed() -> tuple[int, list[str]]:
@@ -340,6 +343,7 @@ def main() -> int:
                         connections=CONNECTIONS,
                         threads=THREADS,
                         script=post,
+                        timeout_seconds=RESPONSE_TIMEOUT_SECONDS,
                     )
 
                 def subscribe_run(seconds: int, name: str) -> LoadResult:
@@ -350,6 +354,7 @@ def main() -> int:
                         threads=THREADS,
                         script=lua,
                         script_args=[token_file.name, name, str(THREADS)],
+                        timeout_seconds=RESPONSE_TIMEOUT_SECONDS,
                     )
 
                 ceiling_run(2)  # warm up both workers and both paths

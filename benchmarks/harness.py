@@ -240,10 +240,12 @@ def wrk(
     headers: dict[str, str] | None = None,
     script: Path | None = None,
     script_args: list[str] | None = None,
+    timeout_seconds: int | None = None,
 ) -> LoadResult:
     """Load `url` from a second process (wrk) on loopback for a bounded time. `script`: a wrk
     Lua script (e.g. to POST, or to vary headers and body per request), given `script_args`
-    after `--`."""
+    after `--`. `timeout_seconds`: when wrk gives up on a response and counts a socket error
+    (wrk's default is 2 s, short for a slow endpoint under 32 connections' queueing)."""
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: run the benchmarks with `make bench`, which installs it")
     header_args = [
@@ -256,6 +258,7 @@ def wrk(
             f"-c{connections}",
             f"-d{seconds}s",
             "--latency",
+            *(["--timeout", f"{timeout_seconds}s"] if timeout_seconds else []),
             *header_args,
             *(["--script", str(script)] if script else []),
             url,
@@ -264,7 +267,7 @@ def wrk(
         capture_output=True,
         text=True,
         check=True,
-        timeout=seconds + 60,
+        timeout=seconds + 60 + (timeout_seconds or 0),
     ).stdout
     rps = float(_match(r"Requests/sec:\s+([\d.]+)", output))
     requests = int(_match(r"(\d+) requests in", output))
