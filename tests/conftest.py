@@ -119,3 +119,16 @@ def database_url_of_test_db() -> str:
     """The URL of the database this test run uses, for subprocesses (workers, crash tests)."""
     db = connection.settings_dict
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def forget_celery_broker_pools() -> None:
+    """Close this process's broker connections and forget the pools: kombu keeps them in a
+    global registry, and a closed pool would refuse every send of the next test that uses a
+    real broker in this process."""
+    from kombu import pools
+
+    from config.celery import app
+
+    pools.reset()
+    app._pool = None  # type: ignore[attr-defined]  # what Celery itself resets after a fork
+    app.amqp._producer_pool = None  # type: ignore[attr-defined]

@@ -16,7 +16,6 @@ import pytest
 import time_machine
 from django.db.models import Sum
 from django.utils import timezone
-from kombu import pools
 
 from captable import ledger
 from captable.distributions import distribution_approve, distribution_fund
@@ -24,7 +23,7 @@ from captable.models import Distribution, DistributionStatus, Entry, Payout
 from captable.verification import ledger_verify
 from config.celery import app
 from tests.captable.test_distributions import balance, closed_offering, declare, staff
-from tests.conftest import bearer
+from tests.conftest import bearer, forget_celery_broker_pools
 from tests.investors.factories import post_json
 from tests.offerings.factories import member_of
 from tests.reports import test_worker as reports_worker
@@ -38,26 +37,17 @@ HOLDERS = 240
 start_worker = reports_worker.start_worker
 
 
-def _forget_broker_pools() -> None:
-    """Close this process' broker connections and forget the pools (kombu keeps them in a
-    global registry): a closed pool would refuse every later send."""
-    pools.reset()
-    app._pool = None  # type: ignore[attr-defined]  # what Celery itself resets after a fork
-    app.amqp._producer_pool = None  # type: ignore[attr-defined]
-
-
 @pytest.fixture
 def broker(redis_url, settings):
     """This process relays outbox messages to a Redis queue of this test's own. Pools are
-    forgotten before as well as after: a test that ran earlier in this process may have left
-    a closed one behind (tests/common/test_celery_worker.py does not reset them)."""
-    _forget_broker_pools()
+    forgotten before as well as after, whatever ran earlier in this process."""
+    forget_celery_broker_pools()
     queue = f"test-distributions-{uuid.uuid4().hex[:8]}"
     settings.CELERY_TASK_ALWAYS_EAGER = False
     previous = (app.conf.broker_url, app.conf.task_always_eager, app.conf.task_default_queue)
     app.conf.update(broker_url=redis_url, task_always_eager=False, task_default_queue=queue)
     yield redis_url, queue
-    _forget_broker_pools()
+    forget_celery_broker_pools()
     app.conf.update(
         broker_url=previous[0], task_always_eager=previous[1], task_default_queue=previous[2]
     )

@@ -16,7 +16,7 @@ from common.models import OutboxMessage
 from common.outbox import outbox_enqueue
 from config.celery import app
 from offerings.models import Offering, OfferingStatus
-from tests.conftest import database_url_of_test_db
+from tests.conftest import database_url_of_test_db, forget_celery_broker_pools
 from tests.offerings.factories import advance, new_offering
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ def broker(redis_url, settings):
     previous = (app.conf.broker_url, app.conf.task_always_eager)
     app.conf.update(broker_url=redis_url, task_always_eager=False)
     yield redis_url
-    app.pool.force_close_all()  # type: ignore[attr-defined]  # kombu Resource method
+    forget_celery_broker_pools()
     app.conf.update(broker_url=previous[0], task_always_eager=previous[1])
 
 

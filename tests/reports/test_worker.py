@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from django.core.files.storage import default_storage
 from django.db.models import Sum
-from kombu import pools
 
 from captable.models import AccountKind, Posting
 from captable.selectors import positions_as_of
@@ -24,7 +23,12 @@ from config.celery import app
 from reports.formatting import Formatter
 from reports.models import BatchStatus, ItemStatus, Statement, StatementBatch
 from reports.periods import period_parse
-from tests.conftest import bearer, database_url_of_test_db, new_user
+from tests.conftest import (
+    bearer,
+    database_url_of_test_db,
+    forget_celery_broker_pools,
+    new_user,
+)
 from tests.investors.factories import post_json
 from tests.reports.conftest import pdf_text
 from tests.reports.ledger_book import PERIOD, at, buy, investor_named, seed_book
@@ -44,11 +48,7 @@ def broker(redis_url, settings):
     previous = (app.conf.broker_url, app.conf.task_always_eager, app.conf.task_default_queue)
     app.conf.update(broker_url=redis_url, task_always_eager=False, task_default_queue=queue)
     yield redis_url, queue
-    # Close this broker's connections and forget the pools (kombu keeps them in a global
-    # registry): a closed pool would refuse every send of the next test.
-    pools.reset()
-    app._pool = None  # type: ignore[attr-defined]  # what Celery itself resets after a fork
-    app.amqp._producer_pool = None  # type: ignore[attr-defined]
+    forget_celery_broker_pools()
     app.conf.update(
         broker_url=previous[0], task_always_eager=previous[1], task_default_queue=previous[2]
     )
