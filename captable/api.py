@@ -27,6 +27,7 @@ from captable.schemas import (
 )
 from common.errors import NotAuthenticated, NotFound
 from common.models import User
+from common.ratelimit import rate_limited
 from offerings.models import Offering
 
 router = Router(tags=["transfers"])
@@ -59,6 +60,7 @@ def _reason(payload: OptionalReasonIn | None) -> str:
 
 
 @router.post("", response={200: TransferDetailOut, 201: TransferDetailOut, **WRITE_ERRORS})
+@rate_limited("transfer")
 def transfer_create(
     request: HttpRequest,
     response: HttpResponse,

@@ -155,6 +155,20 @@ AUTH_PASSWORD_VALIDATORS = [
 API_TOKEN_TTL_SECONDS = env_int("API_TOKEN_TTL_SECONDS", 12 * 3600)
 LOGIN_FAILURES_MAX = env_int("LOGIN_FAILURES_MAX", 5)
 LOGIN_FAILURES_WINDOW_SECONDS = env_int("LOGIN_FAILURES_WINDOW_SECONDS", 900)
+# Per-user limits on expensive writes (common/ratelimit.py): scope -> (calls, window seconds).
+# Generous: a person never subscribes twice a second; a runaway script is stopped.
+RATE_LIMIT_WINDOW_SECONDS = env_int("RATE_LIMIT_WINDOW_SECONDS", 60)
+RATE_LIMITS = {
+    "subscribe": (env_int("RATE_LIMIT_SUBSCRIBE_PER_WINDOW", 120), RATE_LIMIT_WINDOW_SECONDS),
+    "transfer": (env_int("RATE_LIMIT_TRANSFER_PER_WINDOW", 60), RATE_LIMIT_WINDOW_SECONDS),
+}
+# Shared store of those counters: Redis when one is configured, else the database.
+_BROKER_URL = env_str("CELERY_BROKER_URL")
+RATE_LIMIT_REDIS_URL = (
+    env_str("RATE_LIMIT_REDIS_URL")
+    or env_str("REDIS_URL")
+    or (_BROKER_URL if _BROKER_URL.startswith(("redis://", "rediss://")) else "")
+)
 
 # --- i18n -----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -1,0 +1,112 @@
+"""Per-user rate limits on expensive writes (subscribe, transfer), shared by every process.
+
+`@rate_limited("subscribe")` on a django-ninja operation counts each call of the signed-in
+user in a fixed window and refuses the call past the limit with `Throttled` (429 and
+`Retry-After`, mapped in config/api.py) before the operation runs, so nothing is written.
+
+The counters live in a shared store, never in process memory (gunicorn runs several
+workers, production several hosts): Redis when `RATE_LIMIT_REDIS_URL` is set (settings
+derive it from `REDIS_URL` or a Redis `CELERY_BROKER_URL`), else the database counters of
+common/throttle.py. If Redis cannot be reached the database counters take over: a limiter
+outage must not refuse every subscription.
+
+Limits come from `settings.RATE_LIMITS` (scope → (calls, window seconds)); a scope with no
+entry, or a limit of 0, is not limited.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import redis
+from django.conf import settings
+from django.http import HttpRequest
+
+from common.errors import Throttled
+from common.models import User
+from common.throttle import rate_counter_increment
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_REDIS_KEY_PREFIX = "brickbook:ratelimit"
+
+
+@functools.cache
+def _redis_client(url: str) -> redis.Redis:
+    # One client (and its connection pool) per URL per process; short timeouts so a Redis
+    # outage costs a request milliseconds, not the whole request timeout.
+    return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+
+def _user_key(user: User) -> str:
+    # date_joined as well as the id: a test or restored database that reuses an id never
+    # inherits the counts of another user left in a long-lived Redis.
+    return f"user:{user.pk}:{int(user.date_joined.timestamp() * 1_000_000)}"
+
+
+def _count_in_redis(url: str, scope: str, key: str, window_seconds: int) -> tuple[int, int]:
+    """INCR the current window's key; returns (count, seconds until the window ends)."""
+    now = time.time()
+    window_index = int(now) // window_seconds
+    redis_key = f"{_REDIS_KEY_PREFIX}:{scope}:{key}:{window_index}"
+    pipeline = _redis_client(url).pipeline(transaction=True)
+    pipeline.incr(redis_key)
+    pipeline.expire(redis_key, window_seconds + 1)
+    count, _ = pipeline.execute()
+    window_end = (window_index + 1) * window_seconds
+    return int(count), max(1, int(window_end - now + 0.999))
+
+
+def _count_in_database(scope: str, key: str, window_seconds: int) -> tuple[int, int]:
+    count = rate_counter_increment(scope=f"rl:{scope}", key=key, window_seconds=window_seconds)
+    now = time.time()
+    window_end = (int(now) // window_seconds + 1) * window_seconds
+    return count, max(1, int(window_end - now + 0.999))
+
+
+def _count(scope: str, key: str, window_seconds: int) -> tuple[int, int]:
+    url = settings.RATE_LIMIT_REDIS_URL
+    if url:
+        try:
+            return _count_in_redis(url, scope, key, window_seconds)
+        except redis.RedisError as error:
+            logger.warning("rate limit store unreachable (%r); counting in the database", error)
+    return _count_in_database(scope, key, window_seconds)
+
+
+def rate_limit_hit(*, scope: str, user: User) -> None:
+    """Count one call of `user` in `scope`; raise `Throttled` once past the limit."""
+    limit, window_seconds = settings.RATE_LIMITS.get(scope, (0, 60))
+    if limit <= 0:
+        return
+    count, retry_after = _count(scope, _user_key(user), window_seconds)
+    if count > limit:
+        raise Throttled(
+            f"Too many {scope} requests: at most {limit} every {window_seconds} seconds.",
+            retry_after_seconds=retry_after,
+        )
+
+
+def rate_limited(scope: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a django-ninja operation (below the router's decorator, so authentication
+    has run and `request.auth` is the user). Anonymous calls are not counted here."""
+
+    def decorate(view: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(view)
+        def limited(*args: P.args, **kwargs: P.kwargs) -> R:
+            request = args[0] if args else kwargs.get("request")
+            user: Any = getattr(request, "auth", None) if isinstance(request, HttpRequest) else None
+            if isinstance(user, User):
+                rate_limit_hit(scope=scope, user=user)
+            return view(*args, **kwargs)
+
+        return limited
+
+    return decorate
