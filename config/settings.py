@@ -83,6 +83,8 @@ INSTALLED_APPS = [
     "investors",
     "captable",
     "reports",
+    "django_htmx",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -94,6 +96,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -169,6 +172,10 @@ RATE_LIMIT_REDIS_URL = (
     or env_str("REDIS_URL")
     or (_BROKER_URL if _BROKER_URL.startswith(("redis://", "rediss://")) else "")
 )
+# The portal (server-rendered pages, session auth).
+LOGIN_URL = "portal:login"
+LOGIN_REDIRECT_URL = "portal:dashboard"
+LOGOUT_REDIRECT_URL = "portal:marketplace"
 
 # --- i18n -----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

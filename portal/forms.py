@@ -1,0 +1,159 @@
+"""Portal forms: shape and type checks only. Every business rule (password strength, limits,
+states) is the services' job; their refusals come back as messages."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+
+from investors import knowledge_test
+from offerings.exemptions import Exemption
+from offerings.models import FundingModel, PropertyType, SecurityType
+
+CURRENCY_CHOICES = [("USD", "US dollar (USD)"), ("EUR", "Euro (EUR)")]
+
+
+class SignUpForm(forms.Form):
+    email = forms.EmailField(max_length=254)
+    legal_name = forms.CharField(label="Full legal name", max_length=200)
+    country = forms.CharField(
+        label="Country of residence (two letters, e.g. US)", max_length=2, min_length=2
+    )
+    us_state = forms.CharField(
+        label="US state (two letters, US residents only)", max_length=2, required=False
+    )
+    password = forms.CharField(widget=forms.PasswordInput, min_length=1)
+    password_again = forms.CharField(label="Password (again)", widget=forms.PasswordInput)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("password") != data.get("password_again"):
+            self.add_error("password_again", "The two passwords differ.")
+        return data
+
+
+def _amount_field(label: str) -> forms.DecimalField:
+    return forms.DecimalField(
+        label=label, min_value=Decimal(0), max_digits=15, decimal_places=2, required=False
+    )
+
+
+class QuestionnaireForm(forms.Form):
+    financials_currency = forms.ChoiceField(
+        label="Currency of your figures", choices=CURRENCY_CHOICES
+    )
+    income_year_minus_2 = _amount_field("Income two years ago")
+    income_year_minus_1 = _amount_field("Income last year")
+    income_current_year_expected = _amount_field("Income expected this year")
+    net_worth = _amount_field("Net worth (excluding your primary residence)")
+    is_joint_income = forms.BooleanField(
+        label="These incomes are joint with a spouse", required=False
+    )
+    has_securities_license = forms.BooleanField(
+        label="I hold a Series 7, 65 or 82 licence", required=False
+    )
+    self_certify = forms.BooleanField(
+        label="I certify that I am an accredited investor (checked against the figures above)",
+        required=False,
+    )
+
+
+class KnowledgeTestForm(forms.Form):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for question in knowledge_test.QUESTIONS:
+            self.fields[f"q_{question.id}"] = forms.ChoiceField(
+                label=question.prompt, choices=question.choices, widget=forms.RadioSelect
+            )
+
+    def answers(self) -> dict[str, str]:
+        return {name.removeprefix("q_"): str(value) for name, value in self.cleaned_data.items()}
+
+
+class UnitsForm(forms.Form):
+    units = forms.DecimalField(label="Number of units", min_value=Decimal(0), max_digits=18)
+
+
+class AcknowledgeForm(forms.Form):
+    risk = forms.BooleanField(
+        label="I understand that I may lose all the money I invest and that units are hard to sell",
+        required=True,
+    )
+    ecsp_warning = forms.BooleanField(
+        label="I have read the ECSP risk warning and still want to invest this amount",
+        required=False,
+    )
+
+
+class SignForm(forms.Form):
+    typed_name = forms.CharField(label="Type your full legal name to sign", max_length=200)
+    agreement_sha256 = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+
+class SubscribeForm(forms.Form):
+    """The final confirmation; `token` is the one-time key that makes it idempotent."""
+
+    token = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+
+class CancelForm(forms.Form):
+    reason = forms.CharField(label="Reason (optional)", max_length=500, required=False)
+
+
+class PropertyForm(forms.Form):
+    name = forms.CharField(label="Property name", max_length=200)
+    address_line1 = forms.CharField(label="Street address", max_length=200)
+    city = forms.CharField(max_length=100)
+    region = forms.CharField(label="State or region", max_length=100, required=False)
+    postal_code = forms.CharField(max_length=20, required=False)
+    country = forms.CharField(label="Country (two letters)", max_length=2, min_length=2)
+    property_type = forms.ChoiceField(choices=PropertyType.choices)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+
+class OfferingForm(forms.Form):
+    title = forms.CharField(max_length=200)
+    summary = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    issuer_legal_name = forms.CharField(label="Issuer (SPV) legal name", max_length=200)
+    issuer_country = forms.CharField(label="Issuer country (two letters)", max_length=2)
+    exemption = forms.ChoiceField(choices=Exemption.choices)
+    security_type = forms.ChoiceField(choices=SecurityType.choices)
+    funding_model = forms.ChoiceField(choices=FundingModel.choices)
+    currency = forms.ChoiceField(choices=CURRENCY_CHOICES)
+    price_per_unit = forms.DecimalField(
+        label="Price per unit", min_value=Decimal("0.01"), max_digits=15, decimal_places=2
+    )
+    units_authorized = forms.IntegerField(label="Units offered", min_value=1)
+    min_investment_units = forms.IntegerField(label="Minimum units per investor", min_value=1)
+    target_raise = forms.DecimalField(
+        label="Target raise", min_value=Decimal(0), max_digits=15, decimal_places=2
+    )
+    max_raise = forms.DecimalField(
+        label="Maximum raise", min_value=Decimal("0.01"), max_digits=15, decimal_places=2
+    )
+    time_zone = forms.CharField(label="Time zone (IANA, e.g. America/New_York)", max_length=64)
+    opens_at = forms.DateTimeField(
+        label="Opens at", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    closes_at = forms.DateTimeField(
+        label="Closes at", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+
+
+class DistributionForm(forms.Form):
+    amount = forms.DecimalField(
+        label="Amount to distribute", min_value=Decimal("0.01"), max_digits=15, decimal_places=2
+    )
+    record_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    payment_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    kind = forms.ChoiceField(
+        choices=[("income", "Income"), ("return_of_capital", "Return of capital")]
+    )
+    description = forms.CharField(max_length=200, required=False)
+
+
+class OfferingEditForm(forms.Form):
+    title = forms.CharField(max_length=200)
+    summary = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)

@@ -1,0 +1,36 @@
+"""Display filters: money from minor units and units from quanta, never through a float."""
+
+from __future__ import annotations
+
+from django import template
+
+from common.money import money_display
+from offerings.quantities import quanta_to_units
+
+register = template.Library()
+
+
+@register.filter
+def money(amount_minor: int | None, currency: str) -> str:
+    """`{{ offering.price_per_unit_minor|money:offering.currency }}` → '$100.00'."""
+    if amount_minor is None:
+        return "—"
+    return money_display(int(amount_minor), currency)
+
+
+@register.filter
+def units(quanta: int | None, quanta_per_unit: int) -> str:
+    """`{{ subscription.quanta|units:offering.quanta_per_unit }}` → '12.5' (thousands grouped)."""
+    if quanta is None:
+        return "—"
+    value = quanta_to_units(int(quanta), quanta_per_unit=int(quanta_per_unit)).normalize()
+    return f"{value:,f}"
+
+
+@register.filter
+def percent_bps(basis_points: int | None) -> str:
+    """Basis points as a percentage: 1450 → '14.50%'."""
+    if basis_points is None:
+        return "—"
+    whole, rest = divmod(int(basis_points), 100)
+    return f"{whole}.{rest:02d}%"
