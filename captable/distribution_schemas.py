@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Literal
 
 from ninja import Schema
 from pydantic import BaseModel, Field
 
 from captable.distribution_selectors import PayoutTotals
-from captable.models import Distribution, DistributionStatusChange, Payout
+from captable.models import Distribution, DistributionStatusChange, Payout, WaterfallTerms
 from common.schemas import MoneyIn, MoneyOut, StrictSchema
 from offerings.quantities import format_units
 
@@ -27,7 +28,11 @@ class DistributionDeclareIn(StrictSchema):
         description="Holders of record at the end of this day in the offering's time zone."
     )
     payment_date: date = Field(description="On or after the record date; not in the past.")
-    method: Literal["pro_rata"] = "pro_rata"
+    method: Literal["pro_rata", "waterfall"] = Field(
+        "pro_rata",
+        description="waterfall: through the offering's waterfall terms; declare it `mixed` "
+        "without an income part (the tiers decide income and return of capital).",
+    )
     memo: str = Field("", max_length=2000)
 
 
@@ -89,6 +94,13 @@ class DistributionOut(Schema):
         return obj.approved_by_id
 
 
+class PayoutTierOut(BaseModel):
+    tier: str = Field(description="return_of_capital, preferred_return, catch_up or promote.")
+    index: int = Field(description="Promote tiers: 0, 1, 2 … in the terms' order.")
+    investor: MoneyOut
+    sponsor: MoneyOut
+
+
 class PayoutOut(BaseModel):
     """Built explicitly (a page of up to 100 rows), never read off the ORM by ninja."""
 
@@ -102,6 +114,8 @@ class PayoutOut(BaseModel):
     withholding_rate_basis_points: int
     withholding: MoneyOut
     net: MoneyOut = Field(description="Paid to the investor's available cash.")
+    promote: MoneyOut = Field(description="Waterfall: the sponsor's share of these units' part.")
+    tiers: list[PayoutTierOut] = Field(description="Waterfall: the breakdown by tier.")
     entry_id: int | None
     paid_at: datetime | None
 
@@ -121,6 +135,16 @@ class PayoutOut(BaseModel):
             withholding_rate_basis_points=payout.withholding_rate_basis_points,
             withholding=money(payout.withholding_minor),
             net=money(payout.net_minor),
+            promote=money(payout.promote_minor),
+            tiers=[
+                PayoutTierOut(
+                    tier=tier["tier"],
+                    index=tier["index"],
+                    investor=money(tier["investor_minor"]),
+                    sponsor=money(tier["sponsor_minor"]),
+                )
+                for tier in payout.tiers
+            ],
             entry_id=payout.entry_id,
             paid_at=payout.paid_at,
         )
@@ -134,6 +158,7 @@ class PayoutTotalsOut(BaseModel):
     return_of_capital: MoneyOut
     withholding: MoneyOut
     net: MoneyOut
+    promote: MoneyOut
 
     @classmethod
     def of(cls, totals: PayoutTotals, *, currency: str) -> PayoutTotalsOut:
@@ -148,6 +173,7 @@ class PayoutTotalsOut(BaseModel):
             return_of_capital=money(totals.return_of_capital_minor),
             withholding=money(totals.withholding_minor),
             net=money(totals.net_minor),
+            promote=money(totals.promote_minor),
         )
 
 
@@ -166,3 +192,45 @@ class DistributionDetailOut(BaseModel):
         "your own for an investor)."
     )
     payouts: PayoutPageOut
+
+
+class PromoteTierIn(StrictSchema):
+    sponsor_share: Decimal = Field(ge=0, le=1, description="0.20 for an 80/20 split.")
+    hurdle_kind: Literal["lp_irr", "equity_multiple"] | None = Field(
+        None, description="Until the investor reaches this hurdle; none on the last tier."
+    )
+    hurdle_value: Decimal | None = Field(None, ge=0, description="0.15 (IRR) or 2.0 (multiple).")
+
+
+class WaterfallTermsIn(StrictSchema):
+    preferred_return_rate: Decimal = Field(ge=0, le=1, description="0.08 for 8% a year.")
+    pref_compounding: Literal["simple", "annual"] = "simple"
+    catch_up_sponsor_share: Decimal = Field(
+        Decimal(1), ge=0, le=1, description="1 for 100/0, 0.5 for 50/50."
+    )
+    sponsor_profit_target: Decimal = Field(
+        Decimal(0), ge=0, le=1, description="The sponsor's target share of profit; 0: none."
+    )
+    promote_tiers: list[PromoteTierIn] = Field(min_length=1, max_length=10)
+
+
+class WaterfallTermsOut(BaseModel):
+    offering_id: int
+    preferred_return_rate: Decimal
+    pref_compounding: str
+    catch_up_sponsor_share: Decimal
+    sponsor_profit_target: Decimal
+    promote_tiers: list[dict[str, str]]
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, terms: WaterfallTerms) -> WaterfallTermsOut:
+        return cls(
+            offering_id=terms.offering_id,
+            preferred_return_rate=terms.preferred_return_rate,
+            pref_compounding=terms.pref_compounding,
+            catch_up_sponsor_share=terms.catch_up_sponsor_share,
+            sponsor_profit_target=terms.sponsor_profit_target,
+            promote_tiers=terms.promote_tiers,
+            updated_at=terms.updated_at,
+        )

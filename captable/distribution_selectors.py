@@ -69,6 +69,7 @@ class PayoutTotals:
     return_of_capital_minor: int
     withholding_minor: int
     net_minor: int
+    promote_minor: int = 0
 
 
 def payout_totals(payouts: QuerySet[Payout]) -> PayoutTotals:
@@ -81,6 +82,7 @@ def payout_totals(payouts: QuerySet[Payout]) -> PayoutTotals:
         capital=Sum("return_of_capital_minor"),
         withholding=Sum("withholding_minor"),
         net=Sum("net_minor"),
+        promote=Sum("promote_minor"),
     )
     return PayoutTotals(
         payouts=int(sums["payouts"]),
@@ -90,4 +92,5 @@ def payout_totals(payouts: QuerySet[Payout]) -> PayoutTotals:
         return_of_capital_minor=int(sums["capital"] or 0),
         withholding_minor=int(sums["withholding"] or 0),
         net_minor=int(sums["net"] or 0),
+        promote_minor=int(sums["promote"] or 0),
     )

@@ -7,9 +7,10 @@ distribution's payable account, and a background pay run pays every holder of re
 
 - Declaring: a member of the offering's sponsor (or staff), for an offering that closed funded;
   a positive amount in the offering's currency; income, return of capital or mixed (with its
-  income part); pro rata (the only method for now); the record date is on or before the
-  payment date, which is not in the past. The record date means the end of that day in the
-  offering's time zone (`record_at`).
+  income part); pro rata, or through the offering's waterfall (declared mixed: the tiers
+  decide income and return of capital; `captable/distribution_waterfall.py`); the record date
+  is on or before the payment date, which is not in the past. The record date means the end
+  of that day in the offering's time zone (`record_at`).
 - Funding: the issuer's operating account is fed from outside (external → operating), then the
   amount moves operating → the distribution's payable account. Two ledger entries under
   deterministic keys, so funding twice moves the money once.
@@ -27,7 +28,11 @@ distribution's payable account, and a background pay run pays every holder of re
   file when the payouts are computed: W-9 none; W-8BEN the treaty rate on file, else 30%; no
   form on file: backup withholding 24%. The form and rate are kept on the payout.
 
-Not yet: waterfalls, reinvestment (DRIP), reversing a paid distribution, and refusing a record
+- Waterfall: each holder's units receive their pro-rata share, split by the waterfall on the
+  holder's capital account into the holder's part (tiers stored on the payout) and the
+  sponsor's promote, which the same payout entry posts to the issuer's promote account.
+
+Not yet: reinvestment (DRIP), reversing a paid distribution, and refusing a record
 date inside a period already reported (statements live in `reports`, above this app).
 
 Locks: the distribution row, then a payout row, then the ledger's accounts.
@@ -35,6 +40,7 @@ Locks: the distribution row, then a payout row, then the ledger's accounts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
@@ -43,6 +49,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from captable import ledger
+from captable.distribution_waterfall import (
+    WaterfallPayoutAmounts,
+    waterfall_payout_amounts,
+    waterfall_terms_get,
+)
 from captable.models import (
     Account,
     AccountKind,
@@ -92,6 +103,8 @@ class PayoutAmounts:
     gross_minor: int
     income_minor: int
     return_of_capital_minor: int
+    promote_minor: int = 0  # pro rata: no promote, no tiers
+    tiers: tuple[dict[str, object], ...] = ()
 
 
 def payout_amounts(
@@ -204,6 +217,24 @@ def _income_part(*, kind: str, amount_minor: int, income_minor: int | None) -> i
     raise ValidationFailed(f"Unknown distribution kind {kind!r}.", code="kind_invalid")
 
 
+def _method_income_part(
+    offering: Offering, *, method: str, kind: str, amount_minor: int, income_minor: int | None
+) -> int:
+    """The income part declared (pro rata), or 0 until a waterfall's tiers decide it."""
+    if method == DistributionMethod.PRO_RATA:
+        return _income_part(kind=kind, amount_minor=amount_minor, income_minor=income_minor)
+    if method != DistributionMethod.WATERFALL:
+        raise ValidationFailed(f"Unknown method {method!r}.", code="method_not_supported")
+    if kind != DistributionKind.MIXED or income_minor is not None:
+        raise ValidationFailed(
+            "A waterfall decides income and return of capital itself: declare it as mixed, "
+            "without an income part.",
+            code="income_part_invalid",
+        )
+    waterfall_terms_get(offering=offering)
+    return 0
+
+
 def _check_dates(offering: Offering, *, record_date: date, payment_date: date) -> datetime:
     if record_date > payment_date:
         raise ValidationFailed(
@@ -263,12 +294,9 @@ def distribution_declare(
             )
         if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor <= 0:
             raise ValidationFailed("The amount must be more than zero.", code="amount_not_positive")
-        if method != DistributionMethod.PRO_RATA:
-            raise ValidationFailed(
-                f"Method {method!r} is not available; distributions are pro rata for now.",
-                code="method_not_supported",
-            )
-        income = _income_part(kind=kind, amount_minor=amount_minor, income_minor=income_minor)
+        income = _method_income_part(
+            offering, method=method, kind=kind, amount_minor=amount_minor, income_minor=income_minor
+        )
         record_at = _check_dates(offering, record_date=record_date, payment_date=payment_date)
         distribution = Distribution.objects.create(
             offering=offering,
@@ -404,11 +432,16 @@ def _payouts_compute(distribution: Distribution) -> int:
             f"Nobody held units of the offering at the record date {distribution.record_date}.",
             code="no_holders_of_record",
         )
-    amounts = payout_amounts(
-        amount_minor=distribution.amount_minor,
-        income_minor=distribution.income_minor,
-        holdings=[(row.investor_id, row.quanta) for row in captable.rows],
-    )
+    holdings = [(row.investor_id, row.quanta) for row in captable.rows]
+    amounts: Sequence[PayoutAmounts | WaterfallPayoutAmounts]
+    if distribution.method == DistributionMethod.WATERFALL:
+        amounts = waterfall_payout_amounts(distribution=distribution, holdings=holdings)
+    else:
+        amounts = payout_amounts(
+            amount_minor=distribution.amount_minor,
+            income_minor=distribution.income_minor,
+            holdings=holdings,
+        )
     # Every holder of the offering (a subquery: no parameter per holder, which SQLite limits).
     holders = Account.objects.filter(offering=offering, kind=AccountKind.HOLDING)
     forms = {
@@ -434,13 +467,19 @@ def _payouts_compute(distribution: Distribution) -> int:
                 withholding_rate_basis_points=rate,
                 withholding_minor=withholding,
                 net_minor=amount.gross_minor - withholding,
+                promote_minor=amount.promote_minor,
+                tiers=list(amount.tiers),
             )
         )
     Payout.objects.bulk_create(payouts, batch_size=2_000)
-    assert sum(payout.gross_minor for payout in payouts) == distribution.amount_minor
+    paid_out = sum(payout.gross_minor + payout.promote_minor for payout in payouts)
+    assert paid_out == distribution.amount_minor
     changed = Distribution.objects.filter(
         pk=distribution.pk, payouts_computed_at__isnull=True
-    ).update(payouts_computed_at=timezone.now())
+    ).update(
+        payouts_computed_at=timezone.now(),
+        income_minor=sum(payout.income_minor for payout in payouts),
+    )
     assert changed == 1, "payouts are computed under the distribution's lock"
     return len(payouts)
 
@@ -500,7 +539,7 @@ def payout_pay(*, payout_id: int) -> Payout:
             return payout
         distribution = payout.distribution
         now = timezone.now()
-        if payout.gross_minor == 0:
+        if payout.gross_minor == 0 and payout.promote_minor == 0:
             Payout.objects.filter(pk=payout.pk).update(paid_at=now)
             payout.paid_at = now
             return payout
@@ -520,26 +559,33 @@ def _payout_entry(payout: Payout, distribution: Distribution) -> Entry:
     withholding = ledger.issuer_spec(
         distribution.offering.issuer, AccountKind.WITHHOLDING_PAYABLE, currency
     )
+    promote = ledger.issuer_spec(distribution.offering.issuer, AccountKind.PROMOTE, currency)
     accounts = [payable, cash] + ([withholding] if payout.withholding_minor else [])
+    accounts += [promote] if payout.promote_minor else []
+    request: dict[str, object] = {
+        "from": payable.key,
+        "to": cash.key,
+        "net": payout.net_minor,
+        "withholding_to": withholding.key,
+        "withholding": payout.withholding_minor,
+    }
+    if payout.promote_minor:  # pro-rata payouts keep the request (and its digest) they had
+        request |= {"promote_to": promote.key, "promote": payout.promote_minor}
 
     def legs(locked: ledger.LockedAccounts) -> list[ledger.Leg]:
-        built = [ledger.Leg(locked[payable.key], -payout.gross_minor)]
+        built = [ledger.Leg(locked[payable.key], -(payout.gross_minor + payout.promote_minor))]
         if payout.net_minor:
             built.append(ledger.Leg(locked[cash.key], payout.net_minor))
         if payout.withholding_minor:
             built.append(ledger.Leg(locked[withholding.key], payout.withholding_minor))
+        if payout.promote_minor:
+            built.append(ledger.Leg(locked[promote.key], payout.promote_minor))
         return built
 
     return ledger.entry_post(
         kind=EntryKind.CASH_MOVE,
         idempotency_key=f"distribution:{distribution.pk}:payout:{payout.investor_id}",
-        request={
-            "from": payable.key,
-            "to": cash.key,
-            "net": payout.net_minor,
-            "withholding_to": withholding.key,
-            "withholding": payout.withholding_minor,
-        },
+        request=request,
         lock_first=accounts,
         build_legs=legs,
         memo=f"Distribution #{distribution.pk}: payout",
@@ -548,6 +594,7 @@ def _payout_entry(payout: Payout, distribution: Distribution) -> Entry:
             "payout_id": payout.pk,
             "income_minor": payout.income_minor,
             "return_of_capital_minor": payout.return_of_capital_minor,
+            "promote_minor": payout.promote_minor,
         },
     )
 

@@ -23,6 +23,8 @@ from captable.distribution_schemas import (
     PayoutOut,
     PayoutPageOut,
     PayoutTotalsOut,
+    WaterfallTermsIn,
+    WaterfallTermsOut,
 )
 from captable.distribution_selectors import (
     distribution_get,
@@ -30,9 +32,15 @@ from captable.distribution_selectors import (
     payout_totals,
     payouts_visible_to,
 )
+from captable.distribution_waterfall import (
+    PromoteTierTerms,
+    waterfall_terms_get,
+    waterfall_terms_set,
+)
 from captable.models import Distribution
 from captable.schemas import READ_ERRORS, WRITE_ERRORS, OptionalReasonIn, ReasonIn
 from common.errors import ValidationFailed
+from offerings.selectors import offering_get
 
 distributions_router = Router(tags=["distributions"])
 
@@ -168,3 +176,37 @@ def distribution_cancel(
     return distributions.distribution_cancel(
         actor=actor_of(request), distribution_id=distribution_id, reason=payload.reason
     )
+
+
+@distributions_router.put(
+    "/offerings/{int:offering_id}/waterfall",
+    response={200: WaterfallTermsOut, **WRITE_ERRORS},
+)
+def waterfall_terms_put(
+    request: HttpRequest, offering_id: int, payload: WaterfallTermsIn
+) -> WaterfallTermsOut:
+    """The sponsor (or staff) set the offering's waterfall terms; refused (409) once a
+    waterfall distribution has been paid under them."""
+    terms = waterfall_terms_set(
+        actor=actor_of(request),
+        offering_id=offering_id,
+        preferred_return_rate=payload.preferred_return_rate,
+        pref_compounding=payload.pref_compounding,
+        catch_up_sponsor_share=payload.catch_up_sponsor_share,
+        sponsor_profit_target=payload.sponsor_profit_target,
+        promote_tiers=[
+            PromoteTierTerms(tier.sponsor_share, tier.hurdle_kind, tier.hurdle_value)
+            for tier in payload.promote_tiers
+        ],
+    )
+    return WaterfallTermsOut.of(terms)
+
+
+@distributions_router.get(
+    "/offerings/{int:offering_id}/waterfall",
+    response={200: WaterfallTermsOut, **READ_ERRORS},
+)
+def waterfall_terms_detail(request: HttpRequest, offering_id: int) -> WaterfallTermsOut:
+    """The offering's waterfall terms, for whoever may see the offering (409 if none)."""
+    offering = offering_get(user=actor_of(request), offering_id=offering_id)
+    return WaterfallTermsOut.of(waterfall_terms_get(offering=offering))

@@ -1280,6 +1280,7 @@ class DistributionKind(models.TextChoices):
 
 class DistributionMethod(models.TextChoices):
     PRO_RATA = "pro_rata", "Pro rata by units of record"
+    WATERFALL = "waterfall", "Through the offering's waterfall"
 
 
 class DistributionStatus(models.TextChoices):
@@ -1344,6 +1345,14 @@ class Distribution(models.Model):
                     kind=DistributionKind.MIXED,
                     income_minor__gt=0,
                     income_minor__lt=models.F("amount_minor"),
+                )
+                # A waterfall decides the split itself: the income part is what its payouts'
+                # tiers make income (0 until they are computed), everything in between allowed.
+                | Q(
+                    method=DistributionMethod.WATERFALL,
+                    kind=DistributionKind.MIXED,
+                    income_minor__gte=0,
+                    income_minor__lte=models.F("amount_minor"),
                 ),
                 name="distribution_income_part_valid",
             ),
@@ -1423,6 +1432,11 @@ class Payout(models.Model):
     withholding_rate_basis_points = models.PositiveIntegerField()
     withholding_minor = models.BigIntegerField()
     net_minor = models.BigIntegerField()
+    # Waterfall only: the sponsor's share of what these units received (to the issuer's promote
+    # account), and the breakdown by tier in integer minor units:
+    # [{"tier": "preferred_return", "index": 0, "investor_minor": 400, "sponsor_minor": 0}, ...]
+    promote_minor = models.BigIntegerField(default=0)
+    tiers = models.JSONField(default=list, blank=True)
     entry = models.OneToOneField(
         Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="payout"
     )
@@ -1441,6 +1455,7 @@ class Payout(models.Model):
                 & Q(income_minor__gte=0)
                 & Q(return_of_capital_minor__gte=0)
                 & Q(withholding_minor__gte=0)
+                & Q(promote_minor__gte=0)
                 & Q(withholding_rate_basis_points__lte=10_000),
                 name="payout_amounts_valid",
             ),
@@ -1458,10 +1473,60 @@ class Payout(models.Model):
             models.CheckConstraint(
                 condition=Q(paid_at__isnull=True, entry__isnull=True)
                 | Q(paid_at__isnull=False, entry__isnull=False)
-                | Q(paid_at__isnull=False, gross_minor=0),
+                | Q(paid_at__isnull=False, gross_minor=0, promote_minor=0),
                 name="payout_paid_has_entry",
             ),
         ]
 
     def __str__(self) -> str:
         return f"payout of distribution {self.distribution_id} to investor {self.investor_id}"
+
+
+# --- waterfall terms ------------------------------------------------------------------------
+#
+# One set of terms per offering (`captable/distribution_waterfall.py` turns them into a
+# `captable.waterfall.WaterfallConfig`). Rates and shares are exact decimals between 0 and 1;
+# the promote tiers are JSON, each {"sponsor_share": "0.20", "hurdle_kind": "lp_irr" |
+# "equity_multiple", "hurdle_value": "0.15"}, the last one without a hurdle. The service refuses
+# a change once a waterfall distribution of the offering has computed payouts (replaying the
+# history under other terms would no longer reproduce what was paid).
+
+
+class PrefCompoundingChoice(models.TextChoices):
+    SIMPLE = "simple"
+    ANNUAL = "annual", "Compounding annually"
+
+
+class WaterfallTerms(models.Model):
+    offering = models.OneToOneField(
+        Offering, on_delete=models.PROTECT, related_name="waterfall_terms"
+    )
+    preferred_return_rate = models.DecimalField(max_digits=9, decimal_places=8)
+    pref_compounding = models.CharField(
+        max_length=8, choices=PrefCompoundingChoice.choices, default=PrefCompoundingChoice.SIMPLE
+    )
+    catch_up_sponsor_share = models.DecimalField(max_digits=9, decimal_places=8, default=1)
+    sponsor_profit_target = models.DecimalField(max_digits=9, decimal_places=8, default=0)
+    promote_tiers = models.JSONField()
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(preferred_return_rate__gte=0, preferred_return_rate__lte=1)
+                & Q(catch_up_sponsor_share__gte=0, catch_up_sponsor_share__lte=1)
+                & Q(sponsor_profit_target__gte=0, sponsor_profit_target__lte=1),
+                name="waterfall_terms_fractions_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(pref_compounding__in=PrefCompoundingChoice.values),
+                name="waterfall_terms_compounding_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"waterfall terms of offering {self.offering_id}"

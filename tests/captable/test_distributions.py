@@ -289,7 +289,7 @@ def test_a_stranger_cannot_declare_or_fund() -> None:
         ({"kind": "mixed"}, ValidationFailed, "income_part_invalid"),
         ({"kind": "mixed", "income_minor": 100_00}, ValidationFailed, "income_part_invalid"),
         ({"kind": "return_of_capital", "income_minor": 1}, ValidationFailed, "income_part_invalid"),
-        ({"method": "waterfall"}, ValidationFailed, "method_not_supported"),
+        ({"method": "by_headcount"}, ValidationFailed, "method_not_supported"),
         ({"payment_date": date(2000, 1, 1)}, ValidationFailed, "record_date_after_payment_date"),
     ],
 )
