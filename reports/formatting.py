@@ -61,6 +61,11 @@ class Formatter:
         """A percentage already in percent (12.5 → '12.5000 %' in the locale's style)."""
         return format_decimal(value, format="#,##0.0000", locale=self.locale) + "\u00a0%"
 
+    def basis_points(self, value: int) -> str:
+        """A rate in basis points as a short percentage: 2400 → '24 %', 1250 → '12.5 %'."""
+        percent = Decimal(value).scaleb(-2)
+        return format_decimal(percent, format="#,##0.##", locale=self.locale) + "\u00a0%"
+
     def date(self, day: date) -> str:
         return format_date(day, format="medium", locale=self.locale)
 

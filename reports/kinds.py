@@ -45,6 +45,8 @@ class StatementScope:
     period: Period
     investor_id: int | None = None
     offering_id: int | None = None
+    # What a one-event document is about ("subscription:12"); empty for periodic kinds.
+    subject: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class KindSpec:
     needs_offering: bool
     build: Callable[[StatementScope], Any]
     context: Callable[[Any, Formatter], dict[str, Any]]
+    # One-event kinds name their event (`StatementScope.subject`).
+    needs_subject: bool = False
 
 
 REGISTRY: dict[str, KindSpec] = {}
@@ -80,6 +84,8 @@ def scope_check(scope: StatementScope) -> KindSpec:
         raise ValidationFailed(f"A {spec.title} needs an investor.", code="investor_required")
     if spec.needs_offering and scope.offering_id is None:
         raise ValidationFailed(f"A {spec.title} needs an offering.", code="offering_required")
+    if spec.needs_subject and not scope.subject:
+        raise ValidationFailed(f"A {spec.title} needs its subject.", code="subject_required")
     return spec
 
 
@@ -283,3 +289,7 @@ register(
         context=_captable_report_context,
     )
 )
+
+
+# The one-event kinds and the annual tax summary register themselves (they use `register`).
+from reports import event_kinds  # noqa: E402,F401

@@ -1,7 +1,8 @@
 """Statements (rendered PDFs) and the batches that generate them in the background.
 
 Invariants (database constraints):
-- one statement per recipient, kind, period and offering: an investor's statement
+- one statement per recipient, kind, period, offering and subject (the subscription or
+  distribution a one-event document is about): an investor's statement
   (offering-wide or for all their offerings) and a sponsor's report (investor empty, offering
   set) are each unique, so a re-run batch or a re-delivered task can never add a second one;
 - a statement always names its recipient scope (an investor, an offering or both) and a
@@ -30,6 +31,9 @@ from offerings.models import Offering
 class StatementKind(models.TextChoices):
     INVESTOR_PERIODIC = "investor_periodic", "Periodic investor statement"
     CAPTABLE_REPORT = "captable_report", "Cap-table report (sponsor)"
+    SUBSCRIPTION_CONFIRMATION = "subscription_confirmation", "Subscription confirmation"
+    DISTRIBUTION_NOTICE = "distribution_notice", "Distribution notice"
+    ANNUAL_TAX_SUMMARY = "annual_tax_summary", "Annual tax summary (informational)"
 
 
 class Statement(models.Model):
@@ -43,6 +47,9 @@ class Statement(models.Model):
     period = models.CharField(max_length=40, help_text="As requested: 2026-Q3, 2026-09-30…")
     period_start = models.DateField()
     period_end = models.DateField()
+    # What one-event documents are about ("subscription:12", "distribution:7"); empty for
+    # periodic ones. Part of the uniqueness: two events on the same day are two documents.
+    subject = models.CharField(max_length=40, blank=True, default="")
     file = models.FileField(max_length=300)
     fingerprint = models.CharField(max_length=64)
     posting_count = models.PositiveIntegerField()
@@ -74,12 +81,12 @@ class Statement(models.Model):
                 condition=Q(period_end__gte=F("period_start")), name="statement_period_ordered"
             ),
             models.UniqueConstraint(
-                fields=["investor", "kind", "period_start", "period_end", "offering"],
+                fields=["investor", "kind", "period_start", "period_end", "offering", "subject"],
                 condition=Q(investor__isnull=False, offering__isnull=False),
                 name="statement_unique_investor_offering",
             ),
             models.UniqueConstraint(
-                fields=["investor", "kind", "period_start", "period_end"],
+                fields=["investor", "kind", "period_start", "period_end", "subject"],
                 condition=Q(investor__isnull=False, offering__isnull=True),
                 name="statement_unique_investor_all_offerings",
             ),

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet, Sum
 
-from captable.models import Account, AccountKind, Posting, units_asset
+from captable.models import Account, AccountKind, Payout, Posting, units_asset
 from common.auth import staff_required
 from common.errors import NotFound
 from offerings.selectors import signed_in_user, sponsor_ids_of
@@ -43,6 +43,21 @@ class PostingRow:
     cost_minor: int
 
 
+POSTING_ROW_FIELDS = (
+    "pk",
+    "entry_id",
+    "entry__kind",
+    "entry__reverses_id",
+    "effective_at",
+    "account_id",
+    "account__kind",
+    "account__offering_id",
+    "asset",
+    "amount",
+    "cost_minor",
+)
+
+
 def investor_accounts(*, investor_id: int, offering_id: int | None = None) -> list[Account]:
     """The investor's holding and escrow accounts (of one offering, or all), and their cash
     accounts when no offering is named. Only accounts that exist: none is created."""
@@ -57,21 +72,35 @@ def account_postings_until(*, account_ids: list[int], until: datetime) -> list[P
     rows = (
         Posting.objects.filter(account_id__in=account_ids, effective_at__lte=until)
         .order_by("effective_at", "pk")
-        .values_list(
-            "pk",
-            "entry_id",
-            "entry__kind",
-            "entry__reverses_id",
-            "effective_at",
-            "account_id",
-            "account__kind",
-            "account__offering_id",
-            "asset",
-            "amount",
-            "cost_minor",
-        )
+        .values_list(*POSTING_ROW_FIELDS)
     )
     return [PostingRow(*row) for row in rows]
+
+
+def entry_postings_on_accounts(*, entry_ids: list[int], account_ids: list[int]) -> list[PostingRow]:
+    """The postings of these entries on these accounts (one investor's), by id."""
+    rows = (
+        Posting.objects.filter(entry_id__in=entry_ids, account_id__in=account_ids)
+        .order_by("effective_at", "pk")
+        .values_list(*POSTING_ROW_FIELDS)
+    )
+    return [PostingRow(*row) for row in rows]
+
+
+def payouts_with_entries_between(
+    *, investor_id: int, after: datetime, until: datetime
+) -> list[Payout]:
+    """The investor's paid payouts whose ledger entry is in (after, until], oldest first."""
+    return list(
+        Payout.objects.select_related("distribution__offering", "entry")
+        .filter(
+            investor_id=investor_id,
+            entry__isnull=False,
+            entry__effective_at__gt=after,
+            entry__effective_at__lte=until,
+        )
+        .order_by("entry__effective_at", "pk")
+    )
 
 
 def entry_counterpart_kinds(

@@ -67,6 +67,7 @@ def statement_find(scope: StatementScope) -> Statement | None:
         kind=scope.kind,
         period_start=scope.period.start,
         period_end=scope.period.end,
+        subject=scope.subject,
     ).first()
 
 
@@ -75,7 +76,9 @@ def statement_file_name(scope: StatementScope) -> str:
     recipient = f"investor-{scope.investor_id}" if scope.investor_id else "offering"
     offering = f"-offering-{scope.offering_id}" if scope.offering_id else ""
     period = scope.period.label.replace("..", "_to_")
-    return f"statements/{period}/{scope.kind}/{recipient}{offering}-{uuid.uuid4().hex[:12]}.pdf"
+    subject = f"-{scope.subject.replace(':', '-')}" if scope.subject else ""
+    unique = uuid.uuid4().hex[:12]
+    return f"statements/{period}/{scope.kind}/{recipient}{offering}{subject}-{unique}.pdf"
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ def statement_generate(*, scope: StatementScope, batch_id: int | None = None) ->
                 period=scope.period.label,
                 period_start=scope.period.start,
                 period_end=scope.period.end,
+                subject=scope.subject,
                 file=name,
                 fingerprint=data.fingerprint.sha256,
                 posting_count=data.fingerprint.posting_count,

@@ -251,10 +251,12 @@ def describe(row: PostingRow, counterparts: frozenset[str]) -> str:
         return "Deposit" if row.amount > 0 else "Withdrawal"
     if AccountKind.ESCROW in counterparts:
         return "Refund to available cash" if row.amount > 0 else "Paid into escrow"
+    if AccountKind.DISTRIBUTION_PAYABLE in counterparts:
+        return "Distribution received" if row.amount > 0 else "Distribution returned"
     return "Received" if row.amount > 0 else "Paid"
 
 
-def _lines(
+def transaction_lines(
     rows: list[PostingRow], counterparts: dict[int, frozenset[str]]
 ) -> tuple[TransactionLine, ...]:
     """One line per entry: its units, cost and cash on the investor's accounts."""
@@ -281,7 +283,7 @@ def _lines(
     return tuple(lines)
 
 
-def _escrow_flows(
+def escrow_flows(
     rows: list[PostingRow], counterparts: dict[int, frozenset[str]]
 ) -> tuple[int, int, int]:
     """Contributions (paid in by the investor), refunds, and net released to the issuer."""
@@ -328,7 +330,7 @@ def _offering_section(
     held_opening = positions.of(offering.pk, opening)
     held_closing = positions.of(offering.pk, closing)
     during = [r for r in rows if opening < r.effective_at <= closing]
-    contributions, refunds, released = _escrow_flows(during, counterparts)
+    contributions, refunds, released = escrow_flows(during, counterparts)
     section = OfferingSection(
         offering=offering_details(offering),
         opening_as_of=opening,
@@ -342,7 +344,7 @@ def _offering_section(
         contributions_minor=contributions,
         refunds_minor=refunds,
         released_to_issuer_minor=released,
-        transactions=_lines(during, counterparts),
+        transactions=transaction_lines(during, counterparts),
     )
     _check_section(section)
     return section
@@ -385,7 +387,7 @@ def _cash_section(
         closing_as_of=closing,
         opening_minor=account_balance_as_of(account=account, as_of=opening),
         closing_minor=account_balance_as_of(account=account, as_of=closing),
-        transactions=_lines(during, counterparts),
+        transactions=transaction_lines(during, counterparts),
     )
     assert section.closing_minor - section.opening_minor == sum(
         line.cash_minor for line in section.transactions
