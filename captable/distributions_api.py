@@ -40,6 +40,7 @@ from captable.distribution_waterfall import (
 from captable.models import Distribution
 from captable.schemas import READ_ERRORS, WRITE_ERRORS, OptionalReasonIn, ReasonIn
 from common.errors import ValidationFailed
+from offerings.nav_api import nav_router
 from offerings.selectors import offering_get
 
 distributions_router = Router(tags=["distributions"])
@@ -210,3 +211,8 @@ def waterfall_terms_detail(request: HttpRequest, offering_id: int) -> WaterfallT
     """The offering's waterfall terms, for whoever may see the offering (409 if none)."""
     offering = offering_get(user=actor_of(request), offering_id=offering_id)
     return WaterfallTermsOut.of(waterfall_terms_get(offering=offering))
+
+
+# Mounted here, under a router already mounted at the API root, so that config/api.py needs no
+# edit: net asset value (offerings/) and the investor's portfolio and withdrawals.
+distributions_router.add_router("", nav_router)

@@ -470,3 +470,36 @@ class OfferingDocument(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} v{self.version} of offering {self.offering_id}"
+
+
+class NetAssetValue(models.Model):
+    """Append-only: the offering's net asset value per unit from `effective_date` on, posted by
+    the sponsor or staff. A correction is a new row for the same date; the latest posted row
+    of the latest date on or before a day is the NAV as of that day (`offerings/nav.py`)."""
+
+    offering = models.ForeignKey(Offering, on_delete=models.PROTECT, related_name="nav_history")
+    effective_date = models.DateField()
+    # Per whole unit, in minor units of the offering's currency; one quantum's share is whole
+    # cents (the service checks it, as for the price), so reinvestment buys whole quanta.
+    nav_per_unit_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    memo = models.TextField(blank=True)
+    posted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    posted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["offering", "effective_date", "id"]
+        indexes = [models.Index(fields=["offering", "effective_date"], name="nav_offering_date")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(nav_per_unit_minor__gt=0), name="nav_per_unit_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(currency__in=SUPPORTED_CURRENCIES), name="nav_currency_supported"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"NAV of offering {self.offering_id} from {self.effective_date}"
