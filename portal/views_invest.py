@@ -148,11 +148,16 @@ def invest_subscribe(request: HttpRequest, offering_id: int) -> HttpResponse:
 def _subscribe_once(
     request: HttpRequest, *, offering: Offering, quanta: int, acknowledged: bool, token: str
 ) -> int:
-    """The API's idempotency, keyed on the page's one-time token: the first POST subscribes,
-    a repeat of it (same token, same form) gets the first subscription back."""
-    request.auth = request.user  # type: ignore[attr-defined]  # idempotent() keys on it
-    request.META[f"HTTP_{IDEMPOTENCY_HEADER.upper().replace('-', '_')}"] = f"portal-{token}"
-    request.__dict__.pop("headers", None)  # `request.headers` is cached from META
+    """The API's idempotency (`common/idempotency.py`), keyed on the page's one-time token: the
+    first POST subscribes, a repeat of it (same token, same choices) gets the first
+    subscription back; the same token with other choices is refused (409)."""
+    keyed = HttpRequest()
+    keyed.method = "POST"
+    keyed.path = request.path
+    keyed.META[f"HTTP_{IDEMPOTENCY_HEADER.upper().replace('-', '_')}"] = f"portal-{token}"
+    # What the fingerprint covers: the choices, not the form's rotating CSRF token.
+    keyed._body = orjson.dumps({"quanta": quanta, "acknowledged": acknowledged})
+    keyed.auth = request.user  # type: ignore[attr-defined]  # idempotent() keys on it
 
     def operation() -> tuple[int, dict[str, int]]:
         subscription = subscription_create(
@@ -163,7 +168,7 @@ def _subscribe_once(
         )
         return 201, {"subscription_id": subscription.pk}
 
-    response = idempotent(request, operation=operation)
+    response = idempotent(keyed, operation=operation)
     return int(orjson.loads(response.content)["subscription_id"])
 
 

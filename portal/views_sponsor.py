@@ -6,6 +6,7 @@ review, follow the raise, declare a distribution and see its payouts, download t
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import messages
@@ -101,8 +102,8 @@ def _draft(data: dict[str, Any], *, property_id: int, issuer_id: int) -> Offerin
         currency=currency,
         price_per_unit_minor=price_minor,
         quanta_per_unit=1,
-        units_authorized=data["units_authorized"],
-        min_investment_units=data["min_investment_units"],
+        units_authorized=Decimal(data["units_authorized"]),
+        min_investment_units=Decimal(data["min_investment_units"]),
         target_raise_minor=decimal_to_minor_units(data["target_raise"], currency),
         max_raise_minor=decimal_to_minor_units(data["max_raise"], currency),
         funding_model=data["funding_model"],
