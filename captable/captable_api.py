@@ -24,10 +24,10 @@ time.
 
 import re
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Router, Schema
 from pydantic import Field
@@ -47,6 +47,19 @@ CAPTABLE_ERRORS: dict[int, type[Schema]] = {
     401: ErrorOut,
     404: ErrorOut,
     422: ValidationErrorOut,
+}
+
+CAPTABLE_FILE_RESPONSES: dict[str, Any] = {
+    "responses": {
+        "200": {
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                    "schema": {"type": "string", "format": "binary"}
+                },
+            }
+        }
+    }
 }
 
 # "+02:00" arrives as " 02:00" when a client forgets to URL-encode the query string.
@@ -171,16 +184,29 @@ def captable_report(*, offering: Offering, as_of: datetime) -> CapTableOut:
     )
 
 
-@captable_router.get("/{offering_id}/captable", response={200: CapTableOut, **CAPTABLE_ERRORS})
+@captable_router.get(
+    "/{offering_id}/captable",
+    response={200: CapTableOut, **CAPTABLE_ERRORS},
+    openapi_extra=CAPTABLE_FILE_RESPONSES,
+)
 def offering_captable(
-    request: HttpRequest, offering_id: int, as_of: str | None = None
-) -> CapTableOut:
+    request: HttpRequest,
+    offering_id: int,
+    as_of: str | None = None,
+    format: Literal["json", "csv", "xlsx"] = "json",
+) -> CapTableOut | HttpResponse:
     """Holders of the offering as of an instant: units, percentage of issued, cost basis.
 
     `as_of` (ISO-8601, optional): an instant with an offset; a naive date-time is wall-clock
     time in the offering's time zone; a bare date is the end of that day there. Omitted or in
-    the future: now (the response's `as_of` is the instant used). Sponsor members and staff
-    only; anyone else gets 404."""
+    the future: now (the response's `as_of` is the instant used). `format=csv|xlsx`: the same
+    table as a file (exact decimals, never float). Sponsor members and staff only; anyone else
+    gets 404."""
     offering = offering_for_captable(user=request.user, offering_id=offering_id)
     moment = as_of_parse(as_of, time_zone=offering.time_zone)
+    if format != "json":
+        # Imported here: reports depends on captable, never the other way at import time.
+        from reports.exports import captable_export_response
+
+        return captable_export_response(offering=offering, as_of=moment, file_format=format)
     return captable_report(offering=offering, as_of=moment)
