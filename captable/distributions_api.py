@@ -38,6 +38,7 @@ from captable.distribution_waterfall import (
     waterfall_terms_set,
 )
 from captable.models import Distribution
+from captable.portfolio_api import portfolio_router
 from captable.schemas import READ_ERRORS, WRITE_ERRORS, OptionalReasonIn, ReasonIn
 from common.errors import ValidationFailed
 from offerings.nav_api import nav_router
@@ -216,3 +217,4 @@ def waterfall_terms_detail(request: HttpRequest, offering_id: int) -> WaterfallT
 # Mounted here, under a router already mounted at the API root, so that config/api.py needs no
 # edit: net asset value (offerings/) and the investor's portfolio and withdrawals.
 distributions_router.add_router("", nav_router)
+distributions_router.add_router("", portfolio_router)
