@@ -9,7 +9,7 @@ from ninja import Router, Schema, Status
 from pydantic import EmailStr, Field
 
 from common.auth import api_token_revoke, client_ip_of, login_with_password
-from common.schemas import ErrorOut, StrictSchema
+from common.schemas import ErrorOut, StrictSchema, ValidationErrorOut
 
 router = Router(tags=["auth"])
 
@@ -25,7 +25,11 @@ class TokenOut(Schema):
     expires_at: datetime
 
 
-@router.post("/token", auth=None, response={200: TokenOut, 401: ErrorOut, 429: ErrorOut})
+@router.post(
+    "/token",
+    auth=None,
+    response={200: TokenOut, 401: ErrorOut, 422: ValidationErrorOut, 429: ErrorOut},
+)
 def token_create(request: HttpRequest, payload: TokenIn) -> TokenOut:
     issued = login_with_password(
         email=payload.email, password=payload.password, client_ip=client_ip_of(request)

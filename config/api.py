@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError
@@ -12,7 +13,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.renderers import BaseRenderer
 
 from common import errors
-from common.auth import BearerAuth
+from common.auth import BearerAuth, OptionalBearerAuth
 
 
 class FastJSONRenderer(BaseRenderer):
@@ -34,7 +35,20 @@ def _json_default(value: Any) -> str:
     raise TypeError(f"cannot serialize {type(value).__name__} to JSON")
 
 
-api = NinjaAPI(
+class BrickbookAPI(NinjaAPI):
+    def get_openapi_schema(self, **kwargs: Any) -> Any:
+        """Operations that take a token but do not need one (`OptionalBearerAuth`) say so:
+        an empty security requirement is OpenAPI's "anonymous is fine too"."""
+        schema = super().get_openapi_schema(**kwargs)
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                security = operation.get("security") or []
+                if any(OptionalBearerAuth.__name__ in each for each in security):
+                    security.append({})
+        return schema
+
+
+api = BrickbookAPI(
     renderer=FastJSONRenderer(),
     title="Brickbook API",
     version="1.0.0",
@@ -107,11 +121,46 @@ def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return api.create_response(request, {"detail": "Not found.", "code": "not_found"}, status=404)
 
 
+@api.exception_handler(ObjectDoesNotExist)
+def object_missing(request: HttpRequest, exc: ObjectDoesNotExist) -> HttpResponse:
+    """A `.get()` on an id nobody holds, where a service forgot to raise `NotFound` (found by
+    the generated API tests: closing an unknown offering was a 500). Same answer as for any
+    object the caller may not see."""
+    return not_found(request, Http404())
+
+
 @api.exception_handler(HttpError)
 def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+        return malformed_body(request, exc.__cause__)
     return api.create_response(
         request, {"detail": str(exc), "code": "http_error"}, status=exc.status_code
     )
+
+
+def malformed_body(request: HttpRequest, cause: ValueError) -> HttpResponse:
+    """django-ninja turns a body its parser cannot read into a bare 400; it is malformed
+    input like any other, so a 422 in the common shape, saying what is wrong with it."""
+    reason = str(cause).splitlines()[0][:200] if str(cause) else type(cause).__name__
+    return api.create_response(
+        request,
+        {"detail": f"The request body is not valid JSON: {reason}", "code": "malformed_body"},
+        status=422,
+    )
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 404 page for a URL no route matches (e.g. a path id that is not a number):
+    JSON in the common shape under the API, Django's own page elsewhere."""
+    if request.path.startswith("/api/"):
+        return HttpResponse(
+            orjson.dumps({"detail": "Not found.", "code": "not_found"}),
+            status=404,
+            content_type="application/json",
+        )
+    from django.views.defaults import page_not_found as html_page_not_found
+
+    return html_page_not_found(request, exception)
 
 
 class HealthOut(Schema):

@@ -4,6 +4,8 @@ from django.urls import include, path
 
 from config.api import api
 
+handler404 = "config.api.page_not_found"  # JSON for unmatched API paths
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
