@@ -40,6 +40,7 @@ from captable.distribution_waterfall import (
 from captable.models import Distribution
 from captable.portfolio_api import portfolio_router
 from captable.schemas import READ_ERRORS, WRITE_ERRORS, OptionalReasonIn, ReasonIn
+from captable.withdrawals_api import withdrawals_router
 from common.errors import ValidationFailed
 from offerings.nav_api import nav_router
 from offerings.selectors import offering_get
@@ -218,3 +219,4 @@ def waterfall_terms_detail(request: HttpRequest, offering_id: int) -> WaterfallT
 # edit: net asset value (offerings/) and the investor's portfolio and withdrawals.
 distributions_router.add_router("", nav_router)
 distributions_router.add_router("", portfolio_router)
+distributions_router.add_router("", withdrawals_router)

@@ -1530,3 +1530,91 @@ class WaterfallTerms(models.Model):
 
     def __str__(self) -> str:
         return f"waterfall terms of offering {self.offering_id}"
+
+
+# --- withdrawals ----------------------------------------------------------------------------
+#
+# An investor's available cash paid out to their bank through the payment provider
+# (`captable/withdrawals.py`). The money leaves available cash for external when the withdrawal
+# is requested (so it cannot be withdrawn twice), and comes back by a second entry if the
+# provider reports the transfer failed or returned. Invariants: a positive amount; one
+# reference per provider; a failed or returned withdrawal names the entry that brought the money
+# back, a pending or paid one has none; each provider event is processed once (UNIQUE).
+
+
+class WithdrawalStatus(models.TextChoices):
+    PENDING = "pending", "Sent to the provider"
+    PAID = "paid", "Paid out"
+    FAILED = "failed", "Failed (money back in available cash)"
+    RETURNED = "returned", "Returned by the bank (money back in available cash)"
+
+
+WITHDRAWAL_MONEY_BACK_STATUSES = (WithdrawalStatus.FAILED, WithdrawalStatus.RETURNED)
+
+
+class Withdrawal(models.Model):
+    investor = models.ForeignKey(Investor, on_delete=models.PROTECT, related_name="withdrawals")
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(
+        max_length=10, choices=WithdrawalStatus.choices, default=WithdrawalStatus.PENDING
+    )
+    provider = models.CharField(max_length=40)
+    provider_reference = models.CharField(max_length=64)
+    payee_account = models.CharField(max_length=100)
+    out_entry = models.OneToOneField(
+        Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    back_entry = models.OneToOneField(
+        Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["investor", "created_at"], name="withdrawal_investor")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount_minor__gt=0), name="withdrawal_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=WithdrawalStatus.values), name="withdrawal_status_valid"
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "provider_reference"], name="withdrawal_reference_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=WITHDRAWAL_MONEY_BACK_STATUSES, back_entry__isnull=False)
+                | (~Q(status__in=WITHDRAWAL_MONEY_BACK_STATUSES) & Q(back_entry__isnull=True)),
+                name="withdrawal_money_back_has_entry",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"withdrawal #{self.pk} of investor {self.investor_id} ({self.status})"
+
+
+class WithdrawalEvent(models.Model):
+    """Append-only: a provider notification about a withdrawal and what it did."""
+
+    provider = models.CharField(max_length=40)
+    provider_event_id = models.CharField(max_length=100)
+    event_type = models.CharField(max_length=40)
+    withdrawal = models.ForeignKey(Withdrawal, on_delete=models.PROTECT, related_name="events")
+    payload = models.JSONField()
+    outcome = models.TextField()
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_event_id"], name="withdrawal_event_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} for withdrawal {self.withdrawal_id}"
