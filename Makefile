@@ -13,7 +13,7 @@ PYTEST_WORKERS ?= 2
 help:
 	@echo "make demo   - set up and run the demo on the embedded default (SQLite, in-process tasks)"
 	@echo "make test   - set up and run lint, types, migrations check, PostgreSQL and SQLite suites"
-	@echo "make serve  - development server on http://127.0.0.1:8000 (API docs at /api/v1/docs)"
+	@echo "make serve  - gunicorn + Celery worker + beat on PostgreSQL and Redis, http://127.0.0.1:8000/api/v1/docs"
 	@echo "make bench  - benchmarks (figures and their ratio to a ceiling measured in the same run)"
 
 setup: .venv/.synced
@@ -29,8 +29,7 @@ demo: setup
 	$(PYTHON) manage.py demo
 
 serve: setup
-	$(PYTHON) manage.py migrate --noinput -v 0
-	$(PYTHON) manage.py runserver 127.0.0.1:8000
+	bash scripts/serve.sh
 
 worker: setup
 	.venv/bin/celery -A config worker -B --loglevel=INFO
