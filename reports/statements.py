@@ -244,6 +244,8 @@ def describe(row: PostingRow, counterparts: frozenset[str]) -> str:
     if row.account_kind == AccountKind.ESCROW:
         if from_investor:
             return "Payment received into escrow" if row.amount > 0 else "Refund from escrow"
+        if row.amount < 0 and counterparts == {AccountKind.PLATFORM_FEES}:
+            return "Fees paid from escrow"
         return "Escrow released to the issuer" if row.amount < 0 else "Returned to escrow"
     if row.entry_kind == EntryKind.REDEEM:
         return "Redemption proceeds"

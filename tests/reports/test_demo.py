@@ -29,6 +29,8 @@ from captable.verification import ledger_verify
 from common.models import OutboxMessage, User
 from investors.models import Investor
 from offerings.models import Offering, OfferingStatus, OfferingStatusChange
+from reports.models import Statement
+from tests.reports.conftest import pdf_text
 
 pytestmark = pytest.mark.django_db
 # Every test but the last also runs on the embedded default (SQLite): the last needs real
@@ -270,3 +272,26 @@ def test_with_real_commits_the_approved_close_runs_from_the_outbox():
     counts = row_counts()
     assert "already present" in run_demo()
     assert row_counts() == counts
+
+
+@embedded
+def test_the_demo_writes_its_statements_as_pdfs_and_prints_their_paths(media_root):
+    output = run_demo()
+    folder = media_root.parent / "statements"
+    paths = sorted(folder.glob("*.pdf"))
+    # Alice and Dana ended accepted: one confirmation each
+    assert [p.name.split("-subscription-")[0] for p in paths] == [
+        "subscription-confirmation-alice-accredited",
+        "subscription-confirmation-dana-rivera",
+    ]
+    for path in paths:
+        assert str(path) in output
+        text = pdf_text(path.read_bytes())
+        assert "Subscription confirmation" in text
+        assert "Birch Street" in text
+    statements = Statement.objects.count()
+    # a second run finds them: same files, same paths printed, nothing generated again
+    again = run_demo()
+    assert Statement.objects.count() == statements
+    assert sorted(folder.glob("*.pdf")) == paths
+    assert all(str(path) in again for path in paths)

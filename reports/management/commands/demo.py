@@ -83,6 +83,7 @@ from offerings.services import (
     sponsor_apply,
     sponsor_approve,
 )
+from reports.demo_statements import demo_statements_dir, demo_statements_write
 
 DEMO_PASSWORD = "demo-password-2026"
 STAFF_EMAIL = "staff@demo.brickbook.test"
@@ -201,6 +202,7 @@ class Command(BaseCommand):
             "\nDemo data seeded." if created else "Demo data already present; showing it."
         )
         self._print_summary()
+        self._write_statements()
 
     # --- seeding ------------------------------------------------------------------------
 
@@ -591,6 +593,26 @@ class Command(BaseCommand):
         write(
             f"\nSign in: POST /api/v1/auth/token with any email above and password "
             f"{DEMO_PASSWORD!r}; staff {STAFF_EMAIL} can also use /admin/ (make serve)."
+        )
+
+    def _write_statements(self) -> None:
+        """The PDFs the demo's data supports (see `reports/demo_statements.py`), after every
+        commit: rendering never holds a transaction open."""
+        written = demo_statements_write()
+        write = self.stdout.write
+        write(f"\nStatements (PDF), generated once and copied to {demo_statements_dir()}:")
+        for item in written:
+            statement = item.statement
+            write(
+                f"  {statement.get_kind_display()} #{statement.pk} ({statement.period}, "
+                f"{statement.page_count} page{'s' if statement.page_count != 1 else ''}, "
+                f"fingerprint {statement.fingerprint[:16]}…)\n    {item.path}"
+            )
+        if not written:
+            write("  none yet (no accepted subscription or paid distribution)")
+        write(
+            "  Periodic statements and cap-table reports cover periods that are over: "
+            "manage.py generate_statements --period <quarter> once it has ended."
         )
 
     def _print_subscriptions(self, offering: Offering) -> None:
