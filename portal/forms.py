@@ -138,10 +138,12 @@ class OfferingForm(PortalForm):
     )
     time_zone = forms.CharField(label="Time zone (IANA, e.g. America/New_York)", max_length=64)
     opens_at = forms.DateTimeField(
-        label="Opens at", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+        label="Opens at (the offering's local time)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
     closes_at = forms.DateTimeField(
-        label="Closes at", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+        label="Closes at (the offering's local time)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
 
 

@@ -1,31 +1,38 @@
-"""The investor's dashboard and statement downloads: positions from the ledger (as of now),
-what they put in, the distributions paid to them, their subscriptions and their statements —
-all through the selectors that scope every read to the caller."""
+"""The investor's dashboard and statement downloads: the portfolio (`captable/portfolio.py`:
+value at NAV, contributions, distributions, equity multiple and IRR — computed there, shown
+here), the payouts received, their subscriptions and their statements — every read scoped to
+the signed-in investor."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
 
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from captable.models import Payout
-from captable.selectors import positions_as_of
+from captable.portfolio import decimal_places, portfolio_of
+from captable.returns import InvestorCashFlow
 from captable.subscription_selectors import subscriptions_of_user
-from common.money import money_display
-from offerings.models import Offering
-from offerings.quantities import format_units
+from portal.chart import money_chart
 from portal.errors import or_404
 from portal.offering_page import investor_of
 from reports.selectors import statement_get, statement_list
 
+# An annualised rate over a few days or months says nothing useful (a 5% payout a day after
+# investing annualises to billions of percent): like most platforms, show it after a year.
+IRR_SHOWN_AFTER_DAYS = 365
 
-@dataclass(frozen=True)
-class PositionRow:
-    offering: Offering
-    units: str
-    cost: str
+
+def _irr(value: Decimal | None, flows: Sequence[InvestorCashFlow], as_of: date) -> str | None:
+    if value is None or not flows:
+        return None
+    if (as_of - min(flow.on for flow in flows)).days < IRR_SHOWN_AFTER_DAYS:
+        return "after 1 year"
+    return f"{decimal_places(value * 100, 2)}%"
 
 
 @login_required
@@ -33,15 +40,35 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     investor = investor_of(request.user)
     if investor is None:
         return render(request, "portal/no_investor.html", status=404)
-    positions = positions_as_of(investor=investor)
-    offerings = Offering.objects.in_bulk([position.offering_id for position in positions])
-    rows = [
-        PositionRow(
-            offering=offerings[position.offering_id],
-            units=format_units(position.quanta, offerings[position.offering_id].quanta_per_unit),
-            cost=money_display(position.cost_minor, offerings[position.offering_id].currency),
-        )
-        for position in positions
+    portfolio = portfolio_of(investor=investor)
+    flows_by_currency: dict[str, list[InvestorCashFlow]] = {}
+    for position in portfolio.positions:
+        flows_by_currency.setdefault(position.offering.currency, []).extend(position.flows)
+    totals = [
+        {
+            "currency": total.currency,
+            "value_minor": total.value_minor,
+            "returns": total.returns,
+            "multiple": decimal_places(total.returns.equity_multiple, 2),
+            "irr": _irr(
+                total.returns.irr, flows_by_currency.get(total.currency, []), portfolio.as_of
+            ),
+            "chart": money_chart(
+                tuple(flows_by_currency.get(total.currency, [])),
+                value=total.returns.current_value,
+                today=portfolio.as_of,
+            ),
+        }
+        for total in portfolio.totals
+    ]
+    positions = [
+        {
+            "position": position,
+            "multiple": decimal_places(position.returns.equity_multiple, 2),
+            "irr": _irr(position.returns.irr, position.flows, portfolio.as_of),
+        }
+        for position in portfolio.positions
+        if position.quanta
     ]
     payouts = (
         Payout.objects.filter(investor=investor, paid_at__isnull=False)
@@ -50,7 +77,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     )
     context = {
         "investor": investor,
-        "positions": rows,
+        "totals": totals,
+        "positions": positions,
         "payouts": payouts,
         "subscriptions": subscriptions_of_user(user=request.user),
         "statements": statement_list(user=request.user, investor_id=investor.pk).order_by(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -86,8 +87,15 @@ def _own_offering(request: HttpRequest, offering_id: int) -> Offering:
     return or_404(offering_for_captable, user=request.user, offering_id=offering_id)
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
+def _aware(moment: datetime, time_zone: str) -> datetime:
+    """A date-time typed in the form is in the offering's own time zone."""
+    if timezone.is_aware(moment):
+        return moment
+    try:
+        zone = ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")  # the service refuses the unknown time zone itself
+    return timezone.make_aware(moment, zone)
 
 
 def _draft(data: dict[str, Any], *, property_id: int, issuer_id: int) -> OfferingDraft:
@@ -109,8 +117,8 @@ def _draft(data: dict[str, Any], *, property_id: int, issuer_id: int) -> Offerin
         funding_model=data["funding_model"],
         exemption=data["exemption"],
         time_zone=data["time_zone"],
-        opens_at=_aware(data["opens_at"]),
-        closes_at=_aware(data["closes_at"]),
+        opens_at=_aware(data["opens_at"], data["time_zone"]),
+        closes_at=_aware(data["closes_at"], data["time_zone"]),
     )
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import template
 
-from common.money import money_display
+from common.money import decimal_to_minor_units, money_display
 from offerings.quantities import quanta_to_units
 
 register = template.Library()
@@ -34,3 +36,11 @@ def percent_bps(basis_points: int | None) -> str:
         return "—"
     whole, rest = divmod(int(basis_points), 100)
     return f"{whole}.{rest:02d}%"
+
+
+@register.filter
+def decimal_money(amount: Decimal | None, currency: str) -> str:
+    """An exact Decimal amount (the portfolio's figures) → '$1,000.00'."""
+    if amount is None:
+        return "—"
+    return money_display(decimal_to_minor_units(amount, currency), currency)

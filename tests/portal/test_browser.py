@@ -257,21 +257,34 @@ def test_investor_journey_from_sign_up_to_statement(page: Page) -> None:
     assert offering.status == OfferingStatus.CLOSED_FUNDED
     _sponsor_declares_distribution(page, offering, steps)
     _staff_pay_the_distribution(offering, staff, approver)
+    page.reload()  # the sponsor sees the payouts
+    expect(page.locator("#sponsor-distributions")).to_contain_text("1 of 1")
+    expect(page.locator("#sponsor-distributions")).to_contain_text(
+        "$38.00"
+    )  # 24% backup withholding
     _staff_generate_the_quarterly_statement(offering, investor)
 
     # the dashboard: the position, the distribution, the statement to download
-    page.get_by_role("button", name="Sign out").click()
-    sign_in(page, "nina@example.com", PASSWORD)
-    expect(page.get_by_role("heading", name="Hello, Nina Newcomer")).to_be_visible()
-    expect(page.locator("#positions")).to_contain_text("Birch Street Duplex")
-    expect(page.locator("#positions")).to_contain_text("10")
-    expect(page.locator("#distributions")).to_contain_text("$50.00")
-    expect(page.locator("#subscriptions")).to_contain_text("Accepted")
-    steps.check("dashboard")
-    with page.expect_download() as download_info:
-        page.locator("#statements a").first.click()
-    saved = download_info.value.path()
-    assert Path(saved).read_bytes().startswith(b"%PDF")
+    # (seen the day after the record date, when the payout was made)
+    paid_on = Distribution.objects.get(offering=offering).record_at + timedelta(hours=1)
+    with time_machine.travel(paid_on, tick=True):
+        page.get_by_role("button", name="Sign out").click()
+        sign_in(page, "nina@example.com", PASSWORD)
+        expect(page.get_by_role("heading", name="Hello, Nina Newcomer")).to_be_visible()
+        expect(page.locator("#positions")).to_contain_text("Birch Street Duplex")
+        expect(page.locator("#positions")).to_contain_text("10")
+        summary = page.locator("#portfolio-USD")
+        expect(summary).to_contain_text("$1,000.00")  # value today, at the offering price
+        expect(summary).to_contain_text("$50.00")  # distributions received (gross)
+        expect(summary).to_contain_text("1.05\u00d7")  # equity multiple (1,000 + 50) / 1,000
+        expect(page.get_by_role("img", name="Money still invested")).to_be_visible()
+        expect(page.locator("#distributions")).to_contain_text("$50.00")
+        expect(page.locator("#subscriptions")).to_contain_text("Accepted")
+        steps.check("dashboard")
+        with page.expect_download() as download_info:
+            page.locator("#statements a").first.click()
+        saved = download_info.value.path()
+        assert Path(saved).read_bytes().startswith(b"%PDF")
 
 
 def _sponsor_declares_distribution(page: Page, offering: Offering, steps: Steps) -> None:
