@@ -27,7 +27,7 @@ from captable.schemas import (
 )
 from common.errors import NotAuthenticated, NotFound
 from common.models import User
-from common.ratelimit import rate_limited
+from common.ratelimit import THROTTLED_RESPONSE, rate_limited
 from offerings.models import Offering
 
 router = Router(tags=["transfers"])
@@ -59,7 +59,10 @@ def _reason(payload: OptionalReasonIn | None) -> str:
 # --- transfers --------------------------------------------------------------------------------
 
 
-@router.post("", response={200: TransferDetailOut, 201: TransferDetailOut, **WRITE_ERRORS})
+@router.post(
+    "",
+    response={200: TransferDetailOut, 201: TransferDetailOut, **WRITE_ERRORS, **THROTTLED_RESPONSE},
+)
 @rate_limited("transfer")
 def transfer_create(
     request: HttpRequest,

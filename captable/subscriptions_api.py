@@ -34,7 +34,7 @@ from common.auth import client_ip_of
 from common.errors import NotFound
 from common.idempotency import idempotent
 from common.models import User
-from common.ratelimit import rate_limited
+from common.ratelimit import THROTTLED_RESPONSE, rate_limited
 from offerings.selectors import offerings_visible_to
 
 subscriptions_router = Router(tags=["subscriptions"])
@@ -56,7 +56,7 @@ def _quanta_per_unit(user: User, offering_id: int) -> int:
 
 @subscriptions_router.post(
     "/offerings/{int:offering_id}/subscriptions",
-    response={201: SubscriptionDetailOut, **WRITE_ERRORS},
+    response={201: SubscriptionDetailOut, **WRITE_ERRORS, **THROTTLED_RESPONSE},
 )
 @rate_limited("subscribe")
 def subscription_create(

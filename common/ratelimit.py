@@ -28,6 +28,7 @@ from django.http import HttpRequest
 
 from common.errors import Throttled
 from common.models import User
+from common.schemas import ErrorOut
 from common.throttle import rate_counter_increment
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _REDIS_KEY_PREFIX = "brickbook:ratelimit"
+# For the operation's `response=`: a limited operation documents its 429.
+THROTTLED_RESPONSE: dict[int, type[ErrorOut]] = {429: ErrorOut}
 
 
 @functools.cache

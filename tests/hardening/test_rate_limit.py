@@ -15,6 +15,7 @@ import pytest
 from captable import ledger
 from captable.models import Subscription, TransferRequest
 from common.models import RateCounter
+from config.api import api
 from tests.captable.factories import investors, offering_with_units
 from tests.captable.test_subscriptions import kyc_investor, open_offering
 from tests.captable.test_subscriptions_api import subscribe
@@ -36,6 +37,13 @@ def assert_throttled(response) -> None:
     assert response.status_code == 429, response.content
     assert response.json()["code"] == "throttled"
     assert 1 <= int(response["Retry-After"]) <= WINDOW_SECONDS
+
+
+@pytest.mark.embedded
+def test_the_limited_operations_document_their_429():
+    document = api.get_openapi_schema(path_prefix="/api/v1")
+    for path in ("/api/v1/offerings/{offering_id}/subscriptions", "/api/v1/transfers"):
+        assert "429" in {str(status) for status in document["paths"][path]["post"]["responses"]}
 
 
 @pytest.mark.embedded
