@@ -116,6 +116,9 @@ class PayoutOut(BaseModel):
     net: MoneyOut = Field(description="Paid to the investor's available cash.")
     promote: MoneyOut = Field(description="Waterfall: the sponsor's share of these units' part.")
     tiers: list[PayoutTierOut] = Field(description="Waterfall: the breakdown by tier.")
+    reinvested_quanta: int = Field(description="Reinvestment: quanta bought at NAV.")
+    reinvested: MoneyOut = Field(description="Reinvestment: what those quanta cost.")
+    reinvestment_note: str
     entry_id: int | None
     paid_at: datetime | None
 
@@ -145,6 +148,9 @@ class PayoutOut(BaseModel):
                 )
                 for tier in payout.tiers
             ],
+            reinvested_quanta=payout.reinvested_quanta,
+            reinvested=money(payout.reinvested_minor),
+            reinvestment_note=payout.reinvestment_note,
             entry_id=payout.entry_id,
             paid_at=payout.paid_at,
         )

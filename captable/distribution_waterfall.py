@@ -271,7 +271,9 @@ def _earlier_payouts(distribution: Distribution) -> list[tuple[Any, ...]]:
             distribution__record_at__lt=distribution.record_at,
             distribution__payouts_computed_at__isnull=False,
         )
-        .exclude(distribution__status=DistributionStatus.CANCELLED)
+        .exclude(
+            distribution__status__in=(DistributionStatus.CANCELLED, DistributionStatus.REVERSED)
+        )
         .order_by("distribution__record_at", "distribution_id", "investor_id")
         .values_list(
             "distribution__record_at",

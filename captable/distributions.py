@@ -32,7 +32,10 @@ distribution's payable account, and a background pay run pays every holder of re
   holder's capital account into the holder's part (tiers stored on the payout) and the
   sponsor's promote, which the same payout entry posts to the issuer's promote account.
 
-Not yet: reinvestment (DRIP), reversing a paid distribution, and refusing a record
+- Reinvestment (DRIP): for a holder who opted in, the payout's net then buys newly authorized
+  units at NAV in the same transaction (`captable/distribution_reinvestment.py`).
+
+Not yet: reversing a paid distribution, and refusing a record
 date inside a period already reported (statements live in `reports`, above this app).
 
 Locks: the distribution row, then a payout row, then the ledger's accounts.
@@ -49,6 +52,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from captable import ledger
+from captable.distribution_reinvestment import payout_reinvest
 from captable.distribution_waterfall import (
     WaterfallPayoutAmounts,
     waterfall_payout_amounts,
@@ -548,7 +552,8 @@ def payout_pay(*, payout_id: int) -> Payout:
             entry=entry, paid_at=now
         )
         assert changed == 1, "a payout is paid under its lock"
-        payout.entry, payout.paid_at = entry, now
+        payout_reinvest(payout, distribution)
+    payout.refresh_from_db()
     return payout
 
 

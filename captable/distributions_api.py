@@ -6,6 +6,8 @@ No `from __future__ import annotations` here: ninja reads the parameter annotati
 time, and `@paginate` re-wraps the view, so string annotations could not be resolved.
 """
 
+from datetime import datetime
+
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
@@ -14,7 +16,12 @@ from pydantic import Field
 
 # Paying enqueues `captable.pay_distribution` through the outbox, which the embedded default
 # runs in this process: its tasks must be registered here, not only in workers.
-from captable import distributions, tasks  # noqa: F401
+from captable import (  # noqa: F401
+    distribution_reinvestment,
+    distribution_reversal,
+    distributions,
+    tasks,
+)
 from captable.api import actor_of
 from captable.distribution_schemas import (
     DistributionDeclareIn,
@@ -37,11 +44,12 @@ from captable.distribution_waterfall import (
     waterfall_terms_get,
     waterfall_terms_set,
 )
-from captable.models import Distribution
+from captable.models import Distribution, DistributionReversal
 from captable.portfolio_api import portfolio_router
 from captable.schemas import READ_ERRORS, WRITE_ERRORS, OptionalReasonIn, ReasonIn
 from captable.withdrawals_api import withdrawals_router
 from common.errors import ValidationFailed
+from common.schemas import StrictSchema
 from offerings.nav_api import nav_router
 from offerings.selectors import offering_get
 
@@ -220,3 +228,73 @@ def waterfall_terms_detail(request: HttpRequest, offering_id: int) -> WaterfallT
 distributions_router.add_router("", nav_router)
 distributions_router.add_router("", portfolio_router)
 distributions_router.add_router("", withdrawals_router)
+
+
+class ReinvestmentIn(StrictSchema):
+    enabled: bool
+
+
+class ReinvestmentOut(Schema):
+    offering_id: int
+    investor_id: int
+    enabled: bool
+
+
+@distributions_router.put(
+    "/offerings/{int:offering_id}/reinvestment",
+    response={200: ReinvestmentOut, **WRITE_ERRORS},
+)
+def reinvestment_elect(
+    request: HttpRequest, offering_id: int, payload: ReinvestmentIn
+) -> ReinvestmentOut:
+    """Turn reinvestment (DRIP) of your distributions from this offering on or off: each net
+    payout then buys newly authorized units at NAV in whole quanta, through the subscription
+    checks; the remainder (or all of it, if a check refuses) is paid in cash."""
+    election = distribution_reinvestment.reinvestment_elect(
+        actor=actor_of(request), offering_id=offering_id, is_enabled=payload.enabled
+    )
+    return ReinvestmentOut(
+        offering_id=election.offering_id,
+        investor_id=election.investor_id,
+        enabled=election.is_enabled,
+    )
+
+
+class ReversalOut(Schema):
+    distribution_id: int
+    reason: str
+    prepared_by_id: int
+    prepared_at: datetime
+    approved_by_id: int | None
+    approved_at: datetime | None
+    entries_reversed: int
+
+
+@distributions_router.post(
+    "/distributions/{int:distribution_id}/reversal",
+    response={201: ReversalOut, **WRITE_ERRORS},
+)
+def distribution_reversal_prepare(
+    request: HttpRequest, distribution_id: int, payload: ReasonIn
+) -> Status[DistributionReversal]:
+    """Staff prepare undoing a paid distribution (by reversing its entries); another staff
+    member approves it."""
+    reversal = distribution_reversal.distribution_reversal_prepare(
+        actor=actor_of(request), distribution_id=distribution_id, reason=payload.reason
+    )
+    return Status(201, reversal)
+
+
+@distributions_router.post(
+    "/distributions/{int:distribution_id}/reversal/approve",
+    response={200: ReversalOut, **WRITE_ERRORS},
+)
+def distribution_reversal_approve(
+    request: HttpRequest, distribution_id: int
+) -> DistributionReversal:
+    """A second staff member (403 `four_eyes` for the preparer) approves: every entry of the
+    distribution is reversed in one transaction and it becomes `reversed` (409 if an account
+    can no longer give the money back, nothing reversed)."""
+    return distribution_reversal.distribution_reversal_approve(
+        actor=actor_of(request), distribution_id=distribution_id
+    )

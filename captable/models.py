@@ -1289,13 +1289,17 @@ class DistributionStatus(models.TextChoices):
     FUNDED = "funded", "Funded (cash in the distribution's payable account)"
     PAID = "paid"
     CANCELLED = "cancelled"
+    # Undone after it was paid, by reversing entries, prepared and approved by two staff.
+    REVERSED = "reversed"
 
 
 DISTRIBUTION_APPROVED_STATUSES = (
     DistributionStatus.APPROVED,
     DistributionStatus.FUNDED,
     DistributionStatus.PAID,
+    DistributionStatus.REVERSED,
 )
+DISTRIBUTION_PAID_STATUSES = (DistributionStatus.PAID, DistributionStatus.REVERSED)
 
 
 class Distribution(models.Model):
@@ -1378,13 +1382,13 @@ class Distribution(models.Model):
                 name="distribution_approval_named",
             ),
             models.CheckConstraint(
-                condition=~Q(status__in=(DistributionStatus.FUNDED, DistributionStatus.PAID))
+                condition=~Q(status__in=(DistributionStatus.FUNDED, *DISTRIBUTION_PAID_STATUSES))
                 | Q(funded_at__isnull=False),
                 name="distribution_funded_has_time",
             ),
             models.CheckConstraint(
-                condition=Q(status=DistributionStatus.PAID, paid_at__isnull=False)
-                | (~Q(status=DistributionStatus.PAID) & Q(paid_at__isnull=True)),
+                condition=Q(status__in=DISTRIBUTION_PAID_STATUSES, paid_at__isnull=False)
+                | (~Q(status__in=DISTRIBUTION_PAID_STATUSES) & Q(paid_at__isnull=True)),
                 name="distribution_paid_has_time",
             ),
         ]
@@ -1437,6 +1441,11 @@ class Payout(models.Model):
     # [{"tier": "preferred_return", "index": 0, "investor_minor": 400, "sponsor_minor": 0}, ...]
     promote_minor = models.BigIntegerField(default=0)
     tiers = models.JSONField(default=list, blank=True)
+    # Reinvestment (DRIP): the quanta bought at NAV out of the net and what they cost (the rest
+    # of the net is paid in cash), or why nothing was bought for a holder who opted in.
+    reinvested_quanta = models.BigIntegerField(default=0)
+    reinvested_minor = models.BigIntegerField(default=0)
+    reinvestment_note = models.TextField(blank=True)
     entry = models.OneToOneField(
         Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="payout"
     )
@@ -1475,6 +1484,12 @@ class Payout(models.Model):
                 | Q(paid_at__isnull=False, entry__isnull=False)
                 | Q(paid_at__isnull=False, gross_minor=0, promote_minor=0),
                 name="payout_paid_has_entry",
+            ),
+            models.CheckConstraint(
+                condition=Q(reinvested_quanta__gte=0, reinvested_minor__gte=0)
+                & Q(reinvested_minor__lte=models.F("net_minor"))
+                & (Q(reinvested_quanta=0, reinvested_minor=0) | Q(reinvested_quanta__gt=0)),
+                name="payout_reinvestment_within_net",
             ),
         ]
 
@@ -1618,3 +1633,62 @@ class WithdrawalEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} for withdrawal {self.withdrawal_id}"
+
+
+class ReinvestmentElection(models.Model):
+    """An investor's choice to reinvest their distributions from one offering (DRIP): each
+    payout's net buys newly authorized units at the NAV of the payment day, in whole quanta,
+    through the subscription compliance checks; the remainder is paid in cash."""
+
+    investor = models.ForeignKey(
+        Investor, on_delete=models.PROTECT, related_name="reinvestment_elections"
+    )
+    offering = models.ForeignKey(Offering, on_delete=models.PROTECT, related_name="+")
+    is_enabled = models.BooleanField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["investor", "offering"], name="reinvestment_election_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        state = "on" if self.is_enabled else "off"
+        return f"reinvestment {state} for investor {self.investor_id} in {self.offering_id}"
+
+
+class DistributionReversal(models.Model):
+    """Undoing a paid distribution: prepared by one staff member, approved (and so carried out,
+    by reversing entries) by another. Four eyes is a database constraint."""
+
+    distribution = models.OneToOneField(
+        Distribution, on_delete=models.PROTECT, related_name="reversal"
+    )
+    reason = models.TextField()
+    prepared_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    prepared_at = models.DateTimeField(auto_now_add=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    entries_reversed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(approved_by__isnull=True) | ~Q(approved_by=models.F("prepared_by")),
+                name="distribution_reversal_four_eyes",
+            ),
+            models.CheckConstraint(
+                condition=Q(approved_by__isnull=True, approved_at__isnull=True)
+                | Q(approved_by__isnull=False, approved_at__isnull=False),
+                name="distribution_reversal_approval_named",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"reversal of distribution {self.distribution_id}"

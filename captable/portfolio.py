@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from django.db.models import Q
 from django.utils import timezone
 
-from captable.models import AccountKind, EntryKind, Payout, Posting
+from captable.models import AccountKind, DistributionStatus, EntryKind, Payout, Posting
 from captable.returns import FlowKind, InvestorCashFlow, InvestorReturns, investor_returns
 from common.money import minor_units_to_decimal
 from investors.models import Investor
@@ -95,6 +95,7 @@ def _unit_flows(investor: Investor) -> dict[int, tuple[int, list[InvestorCashFlo
 def _payout_flows(investor: Investor) -> dict[int, list[InvestorCashFlow]]:
     rows = (
         Payout.objects.filter(investor=investor, paid_at__isnull=False)
+        .exclude(distribution__status=DistributionStatus.REVERSED)  # undone: never happened
         .order_by("paid_at", "id")
         .values_list(
             "distribution__offering_id",
