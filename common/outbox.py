@@ -8,6 +8,7 @@ no work is lost. Tasks are at-least-once, so every task must be idempotent.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -76,14 +77,22 @@ def outbox_relay_one(*, message_id: int) -> bool:
     return True
 
 
+@functools.cache
+def _discover_tasks_once() -> None:
+    """Autodiscovery of the apps' tasks modules happens when a worker starts; an in-process
+    run must trigger it, once per process: each call re-sends Celery's import signal, on
+    which its Django fixup runs every system check (seconds, every time)."""
+    from config.celery import app
+
+    app.loader.import_default_modules()
+
+
 def _run_in_process(message: OutboxMessage) -> None:
     """Embedded default: run the task here, outside any transaction, like a worker would.
     A failure is recorded on the row and logged, never raised into the committed request."""
     from config.celery import app
 
-    # Autodiscovery of the apps' tasks modules happens when a worker starts; an in-process
-    # run must trigger it (once; later calls are no-ops).
-    app.loader.import_default_modules()
+    _discover_tasks_once()
     # throw=False: the failure is recorded below, never raised into the committed request.
     result = app.tasks[message.task_name].apply(kwargs=message.kwargs, throw=False)
     if result.failed():
