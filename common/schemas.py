@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from moneyed import Money
 from ninja import Schema
@@ -18,9 +18,34 @@ from common.money import (
 
 
 class StrictSchema(Schema):
-    """Base for every input schema: an unknown field is a 422, never silently ignored."""
+    """Base for every input schema: an unknown field is a 422, never silently ignored, and so
+    is text the database cannot store: PostgreSQL refuses NUL characters (a 500, found by
+    tests/hardening/test_bad_input) and a lone surrogate cannot be encoded as UTF-8."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text_storable(cls, value: Any) -> Any:
+        if not _storable(value):
+            raise ValueError("text must be valid Unicode without NUL (\\u0000) characters")
+        return value
+
+
+def _storable(value: Any) -> bool:
+    if isinstance(value, str):
+        if "\x00" in value:
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, list | tuple):
+        return all(_storable(item) for item in value)
+    if isinstance(value, dict):
+        return all(_storable(key) and _storable(item) for key, item in value.items())
+    return True
 
 
 AmountString = Annotated[

@@ -15,7 +15,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connection, transaction
 
-from tests.hardening.world import World, table_row_counts
+from tests.hardening.world import TAX_ID_SECRET, World, table_row_counts
 
 API_PREFIX = "/api/v1"
 
@@ -96,6 +96,11 @@ def rolled_back() -> Iterator[None]:
         yield
     finally:
         transaction.savepoint_rollback(savepoint)
+
+
+def secrets_in(body: bytes) -> list[str]:
+    """Values no response may carry, whoever asks: the clear tax ids of the world."""
+    return [TAX_ID_SECRET] if TAX_ID_SECRET.encode() in body else []
 
 
 def forbidden_keys_in(data: Any, path: str = "$") -> list[str]:

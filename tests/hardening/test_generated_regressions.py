@@ -3,6 +3,7 @@ schemathesis printed), so it stays fixed."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -87,3 +88,34 @@ def test_public_reads_say_a_token_is_optional(api_client: Client, operation: Any
     assert any(requirement for requirement in security)  # a token is still understood
     concrete = path.replace("{offering_id}", "1").replace("{sponsor_id}", "1")
     assert api_client.get(concrete).status_code in (200, 404)
+
+
+@pytest.mark.parametrize("reason", ["\x00nul", "\ud800", ["ok", "\x00"]])
+def test_text_the_database_cannot_store_is_a_422(api_client: Client, reason: Any) -> None:
+    # found by test_bad_input: POST /sponsors/{id}/reject {"reason": "\x00nul"} was a 500
+    # on PostgreSQL ("text fields cannot contain NUL (0x00) bytes")
+    from offerings.models import Sponsor
+    from offerings.services import sponsor_apply
+
+    sponsor = sponsor_apply(actor=new_user(), name="Pending Realty")
+    response = api_client.post(
+        f"/api/v1/sponsors/{sponsor.pk}/reject",
+        data=json.dumps({"reason": reason}),
+        content_type="application/json",
+        **bearer(new_user(is_staff=True)),  # type: ignore[arg-type]
+    )
+    assert response.status_code == 422, response.content
+    assert "NUL" in response.json()["detail"]
+    assert Sponsor.objects.get(pk=sponsor.pk).status == "pending"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="GET /offerings/{id}/waterfall answers 409 when no terms are set but documents only "
+    "READ_ERRORS (captable/distributions_api.py, being changed by another engineer): declare "
+    "409 there (or answer 404), then drop it from KNOWN_UNDOCUMENTED_STATUSES",
+)
+def test_the_waterfall_read_documents_its_409() -> None:
+    # found: schemathesis ST103 "undocumented status code" as every signed-in role
+    responses = openapi_document()["paths"]["/api/v1/offerings/{offering_id}/waterfall"]["get"]
+    assert "409" in responses["responses"]
