@@ -10,12 +10,13 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import F, QuerySet
+from django.urls import reverse
 
-from common.money import money_display
 from offerings.exemptions import Exemption
 from offerings.models import Offering, OfferingStatus, PropertyType
 from offerings.quantities import cost_of_quanta_minor
 from offerings.selectors import OFFERING_LIST_COLUMNS, offerings_visible_to
+from portal.formatting import money_text
 
 PAGE_SIZE = 60
 
@@ -54,6 +55,7 @@ class MarketplaceFilters:
 @dataclass(frozen=True)
 class OfferingCard:
     id: int
+    url: str
     title: str
     sponsor_name: str
     property_name: str
@@ -124,6 +126,7 @@ def card_of(row: dict[str, Any], now: datetime) -> OfferingCard:
     goal = row["target_raise_minor"] or row["max_raise_minor"]
     return OfferingCard(
         id=row["id"],
+        url=reverse("portal:offering", args=[row["id"]]),
         title=row["title"],
         sponsor_name=row["sponsor__name"],
         property_name=row["property__name"],
@@ -131,9 +134,9 @@ def card_of(row: dict[str, Any], now: datetime) -> OfferingCard:
         region=row["property__region"],
         property_type=PropertyType(row["property__property_type"]).label,
         exemption=Exemption(row["exemption"]).label,
-        price_per_unit=money_display(row["price_per_unit_minor"], currency),
-        minimum_investment=money_display(_cost(row, row["min_investment_quanta"]), currency),
-        target=money_display(goal, currency),
+        price_per_unit=money_text(row["price_per_unit_minor"], currency),
+        minimum_investment=money_text(_cost(row, row["min_investment_quanta"]), currency),
+        target=money_text(goal, currency),
         progress_percent=progress_percent(committed, goal),
         days_left=days_left(row["closes_at"], now),
     )

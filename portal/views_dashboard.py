@@ -31,7 +31,7 @@ def _irr(value: Decimal | None, flows: Sequence[InvestorCashFlow], as_of: date) 
     if value is None or not flows:
         return None
     if (as_of - min(flow.on for flow in flows)).days < IRR_SHOWN_AFTER_DAYS:
-        return "after 1 year"
+        return "shown after 1 year"
     return f"{decimal_places(value * 100, 2)}%"
 
 

@@ -6,8 +6,9 @@ from decimal import Decimal
 
 from django import template
 
-from common.money import decimal_to_minor_units, money_display
+from common.money import decimal_to_minor_units
 from offerings.quantities import quanta_to_units
+from portal.formatting import money_text
 
 register = template.Library()
 
@@ -17,7 +18,7 @@ def money(amount_minor: int | None, currency: str) -> str:
     """`{{ offering.price_per_unit_minor|money:offering.currency }}` → '$100.00'."""
     if amount_minor is None:
         return "—"
-    return money_display(int(amount_minor), currency)
+    return money_text(int(amount_minor), currency)
 
 
 @register.filter
@@ -43,4 +44,4 @@ def decimal_money(amount: Decimal | None, currency: str) -> str:
     """An exact Decimal amount (the portfolio's figures) → '$1,000.00'."""
     if amount is None:
         return "—"
-    return money_display(decimal_to_minor_units(amount, currency), currency)
+    return money_text(decimal_to_minor_units(amount, currency), currency)
