@@ -13,9 +13,12 @@ Seal chain digests are not compared across the two runs: a seal covers entry ids
 between a rolled-back run and a committed one by construction; the content per idempotency key
 is compared instead, and each chain is recomputed by `ledger_verify`.
 
-The distribution pay run and the statement batch killed mid-run are in
-tests/captable/test_distributions_worker.py and tests/reports/test_worker.py; the pay run is
-compared with its clean run here too."""
+A statement batch changes no ledger: there the statements are compared with a clean
+generation's data (the fingerprint of exactly the postings each is built from).
+
+tests/captable/test_distributions_worker.py and tests/reports/test_worker.py kill workers in
+these runs too (checking each holder paid once, each statement single and its PDF); here each
+run is also compared with its clean run."""
 
 import json
 import os
@@ -39,10 +42,15 @@ from captable.seals import ledger_seal_all
 from captable.verification import ledger_verify
 from common.outbox import outbox_enqueue
 from offerings.models import Offering
+from reports.kinds import StatementScope, scope_check
+from reports.models import Statement, StatementBatch, StatementKind
+from reports.selectors import investors_to_report
 from tests.captable import test_distributions_worker as distributions_worker
 from tests.captable.test_closing import assert_same_ledger, fresh, ledger_state, staff
 from tests.captable.test_payments import funded
 from tests.captable.test_subscriptions import kyc_investor, open_offering
+from tests.reports import test_worker as reports_worker
+from tests.reports.ledger_book import at, buy, investor_named, seed_book
 from tests.reports.test_worker import wait_until, worker_logs
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
@@ -194,3 +202,53 @@ def test_a_worker_killed_mid_pay_run_leaves_the_ledger_of_a_clean_run(
     distributions_worker.assert_each_holder_paid_once(offering, holders, distribution, amount_minor)
     assert_sealed_and_verified()
     print(f"\npay run: {HOLDERS} holders, worker killed after {paid_at_kill} paid")
+
+
+# --- a statement batch ---------------------------------------------------------------------------
+
+
+def clean_fingerprints() -> dict[int, tuple[str, int]]:
+    """Each investor to report for Q3 → (fingerprint, postings) of the statement data a clean
+    generation builds: exactly the postings its PDF is made from (nothing rendered here)."""
+    fingerprints = {}
+    for investor_id in investors_to_report(period=reports_worker.Q3):
+        scope = StatementScope(
+            kind=StatementKind.INVESTOR_PERIODIC, period=reports_worker.Q3, investor_id=investor_id
+        )
+        fingerprint = scope_check(scope).build(scope).fingerprint
+        fingerprints[investor_id] = (fingerprint.sha256, fingerprint.posting_count)
+    return fingerprints
+
+
+def test_a_worker_killed_mid_statement_batch_leaves_the_statements_of_a_clean_run(
+    api_client, start_worker, tmp_path
+):
+    book = seed_book()
+    for number in range(1, 10):
+        investor = investor_named(f"Investor {number:02d}")
+        buy(book.offering, investor, number, at(2025, 7, 10 + number))
+    clean = clean_fingerprints()
+    first = start_worker()
+    batch = reports_worker.start_batch(api_client)
+
+    def mid_batch() -> bool:
+        batch.refresh_from_db()
+        return batch.done >= 2 and batch.items.filter(status="pending", attempts=1).exists()
+
+    assert wait_until(mid_batch, 120), worker_logs(tmp_path)
+    kill(first)
+    done_at_kill = StatementBatch.objects.get(pk=batch.pk).done
+    assert done_at_kill < len(clean), "the batch was not part-way at the kill: no test"
+    start_worker()
+    if not wait_until(lambda: reports_worker.finished(batch), 180):
+        pytest.fail(f"the batch did not finish after the kill:\n{worker_logs(tmp_path)}")
+    assert (batch.status, batch.done, batch.failed) == ("completed", len(clean), 0)
+    # one statement per investor, none missing, none extra, each built from the same postings
+    # as the clean generation
+    statements = {
+        s.investor_id: (s.fingerprint, s.posting_count)
+        for s in Statement.objects.filter(batch=batch)
+    }
+    assert Statement.objects.count() == len(clean)
+    assert statements == clean
+    print(f"\nstatements: {len(clean)} investors, worker killed after {done_at_kill} done")
