@@ -100,7 +100,8 @@ def _purchase(payout: Payout, offering: Offering) -> Purchase:
     return Purchase(quanta, quanta * price_per_quantum)
 
 
-def _issued_cost_minor(offering: Offering) -> int:
+def issued_cost_minor(offering: Offering) -> int:
+    """What the offering's issued units cost their investors (subscriptions, reinvestments)."""
     total = Posting.objects.filter(
         asset=units_asset(offering.pk),
         account__kind=AccountKind.HOLDING,
@@ -125,7 +126,7 @@ def _check(investor: Investor, offering: Offering, purchase: Purchase) -> None:
         risk_warning_acknowledged=False,
         now=timezone.now(),
     )
-    if _issued_cost_minor(offering) + purchase.cost_minor > offering.max_raise_minor:
+    if issued_cost_minor(offering) + purchase.cost_minor > offering.max_raise_minor:
         raise LimitExceeded(
             "Reinvesting would take the offering past its maximum raise.",
             code="offering_max_raise_reached",

@@ -278,7 +278,9 @@ def test_with_real_commits_the_approved_close_runs_from_the_outbox():
 def test_the_demo_writes_its_statements_as_pdfs_and_prints_their_paths(media_root):
     output = run_demo()
     folder = media_root.parent / "statements"
-    paths = sorted(folder.glob("*.pdf"))
+    paths = sorted(folder.glob("subscription-confirmation-*.pdf"))
+    # the demo's two distributions (captable/demo_distributions.py): a notice per paid payout
+    assert len(list(folder.glob("distribution-notice-*.pdf"))) == 4
     # Alice and Dana ended accepted: one confirmation each
     assert [p.name.split("-subscription-")[0] for p in paths] == [
         "subscription-confirmation-alice-accredited",
@@ -293,5 +295,5 @@ def test_the_demo_writes_its_statements_as_pdfs_and_prints_their_paths(media_roo
     # a second run finds them: same files, same paths printed, nothing generated again
     again = run_demo()
     assert Statement.objects.count() == statements
-    assert sorted(folder.glob("*.pdf")) == paths
+    assert sorted(folder.glob("subscription-confirmation-*.pdf")) == paths
     assert all(str(path) in again for path in paths)

@@ -41,6 +41,7 @@ from captable.closing import (
     platform_fee_minor,
 )
 from captable.closing_selectors import offering_closing_of, offering_stats
+from captable.demo_distributions import demo_distributions
 from captable.models import (
     Account,
     AccountKind,
@@ -198,6 +199,13 @@ class Command(BaseCommand):
         # (in this process when no broker is configured); a close left unfinished (a crash,
         # a broker's worker still busy) is finished here, where it stopped.
         self._close_finish(journey_ran=journey is None)
+        demo_distributions(
+            offering=self._journey_offering(),
+            sponsor=self._user(SPONSOR_EMAIL),
+            staff=self._user(STAFF_EMAIL),
+            approver=self._user(APPROVER_EMAIL),
+            write=self.stdout.write,
+        )
         self.stdout.write(
             "\nDemo data seeded." if created else "Demo data already present; showing it."
         )
