@@ -557,16 +557,14 @@ def payout_pay(*, payout_id: int) -> Payout:
     return payout
 
 
-def _payout_entry(payout: Payout, distribution: Distribution) -> Entry:
-    currency = distribution.currency
+def payout_batch_entry(payout: Payout, distribution: Distribution) -> ledger.BatchEntry:
+    """The payout's ONE ledger entry: payable → the holder's available cash (net), → the
+    issuer's withholding payable (withholding) and → its promote account (promote)."""
+    currency, issuer = distribution.currency, distribution.offering.issuer
     payable = ledger.distribution_payable_spec(distribution.pk, currency)
-    cash = ledger.cash_spec(payout.investor, currency)
-    withholding = ledger.issuer_spec(
-        distribution.offering.issuer, AccountKind.WITHHOLDING_PAYABLE, currency
-    )
-    promote = ledger.issuer_spec(distribution.offering.issuer, AccountKind.PROMOTE, currency)
-    accounts = [payable, cash] + ([withholding] if payout.withholding_minor else [])
-    accounts += [promote] if payout.promote_minor else []
+    cash = ledger.cash_spec(Investor(pk=payout.investor_id), currency)
+    withholding = ledger.issuer_spec(issuer, AccountKind.WITHHOLDING_PAYABLE, currency)
+    promote = ledger.issuer_spec(issuer, AccountKind.PROMOTE, currency)
     request: dict[str, object] = {
         "from": payable.key,
         "to": cash.key,
@@ -576,23 +574,15 @@ def _payout_entry(payout: Payout, distribution: Distribution) -> Entry:
     }
     if payout.promote_minor:  # pro-rata payouts keep the request (and its digest) they had
         request |= {"promote_to": promote.key, "promote": payout.promote_minor}
-
-    def legs(locked: ledger.LockedAccounts) -> list[ledger.Leg]:
-        built = [ledger.Leg(locked[payable.key], -(payout.gross_minor + payout.promote_minor))]
-        if payout.net_minor:
-            built.append(ledger.Leg(locked[cash.key], payout.net_minor))
-        if payout.withholding_minor:
-            built.append(ledger.Leg(locked[withholding.key], payout.withholding_minor))
-        if payout.promote_minor:
-            built.append(ledger.Leg(locked[promote.key], payout.promote_minor))
-        return built
-
-    return ledger.entry_post(
+    legs = [(payable, -(payout.gross_minor + payout.promote_minor))]
+    legs += [(cash, payout.net_minor)] if payout.net_minor else []
+    legs += [(withholding, payout.withholding_minor)] if payout.withholding_minor else []
+    legs += [(promote, payout.promote_minor)] if payout.promote_minor else []
+    return ledger.BatchEntry(
         kind=EntryKind.CASH_MOVE,
         idempotency_key=f"distribution:{distribution.pk}:payout:{payout.investor_id}",
         request=request,
-        lock_first=accounts,
-        build_legs=legs,
+        legs=legs,
         memo=f"Distribution #{distribution.pk}: payout",
         metadata={
             "distribution_id": distribution.pk,
@@ -601,6 +591,21 @@ def _payout_entry(payout: Payout, distribution: Distribution) -> Entry:
             "return_of_capital_minor": payout.return_of_capital_minor,
             "promote_minor": payout.promote_minor,
         },
+    )
+
+
+def _payout_entry(payout: Payout, distribution: Distribution) -> Entry:
+    spec = payout_batch_entry(payout, distribution)
+    return ledger.entry_post(
+        kind=spec.kind,
+        idempotency_key=spec.idempotency_key,
+        request=spec.request,
+        lock_first=[account for account, _ in spec.legs],
+        build_legs=lambda locked: [
+            ledger.Leg(locked[account.key], amount) for account, amount in spec.legs
+        ],
+        memo=spec.memo,
+        metadata=spec.metadata,
     )
 
 
