@@ -44,6 +44,7 @@ def statement_batch_create(request: HttpRequest, payload: StatementBatchIn) -> S
         requested_by=staff_required(request.user),
         period=payload.period,
         offering_id=payload.offering_id,
+        kind=payload.kind,
     )
     batch.refresh_from_db()  # in-process (no broker) it may already be done
     return Status(202, TaskOut.of(batch, selectors.batch_problems(batch=batch)))

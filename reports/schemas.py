@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Literal
 
 from ninja import Schema
 from pydantic import Field
@@ -34,6 +35,10 @@ class StatementBatchIn(StrictSchema):
         description="2026-Q3, 2026-07, 2026, or 2026-07-01..2026-09-30; must be over.",
     )
     offering_id: int | None = Field(None, description="Only this offering (default: all).")
+    kind: Literal["investor_periodic", "annual_tax_summary"] = Field(
+        "investor_periodic",
+        description="Periodic statements, or annual tax summaries (period: a year, e.g. 2025).",
+    )
 
 
 class StatementOut(Schema):
@@ -44,6 +49,7 @@ class StatementOut(Schema):
     period_end: date
     investor_id: int | None
     offering_id: int | None
+    subject: str = Field(description="What a one-event document is about: subscription:12…")
     fingerprint: str = Field(description="SHA-256 of the ledger postings it was built from.")
     posting_count: int
     page_count: int
@@ -65,6 +71,7 @@ class TaskProblemOut(Schema):
 class TaskOut(Schema):
     id: int
     kind: str = "statement_batch"
+    statement_kind: str
     status: str
     period: str
     offering_id: int | None
@@ -81,6 +88,7 @@ class TaskOut(Schema):
     def of(cls, batch: StatementBatch, problems: list[StatementBatchItem]) -> TaskOut:
         return cls(
             id=batch.pk,
+            statement_kind=batch.kind,
             status=batch.status,
             period=batch.period,
             offering_id=batch.offering_id,

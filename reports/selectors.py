@@ -145,6 +145,20 @@ def investors_to_report(*, period: Period, offering_id: int | None = None) -> li
     )
 
 
+def investors_paid_in(*, period: Period) -> list[int]:
+    """Investors with a payout whose ledger entry may fall in the period (the window is wide
+    enough for every time zone; each summary then cuts in its offerings' zones). By id."""
+    return sorted(
+        set(
+            Payout.objects.filter(
+                entry__isnull=False,
+                entry__effective_at__gt=period.start_instant(EARLIEST_ZONE),
+                entry__effective_at__lte=period.end_instant(LATEST_ZONE),
+            ).values_list("investor_id", flat=True)
+        )
+    )
+
+
 def offering_unit_postings_until(
     *, offering_id: int, until: datetime
 ) -> Iterator[tuple[int, int, int]]:

@@ -27,10 +27,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from common.errors import Conflict, NotFound
+from common.errors import Conflict, NotFound, ValidationFailed
 from common.models import User
 from common.outbox import outbox_enqueue
 from offerings.models import Offering
+from reports.event_statements import require_calendar_year
 from reports.kinds import StatementScope, scope_check
 from reports.models import (
     BatchStatus,
@@ -42,7 +43,7 @@ from reports.models import (
 )
 from reports.periods import Period, period_parse
 from reports.render import statement_pdf
-from reports.selectors import investors_to_report
+from reports.selectors import investors_paid_in, investors_to_report
 from reports.statements import require_period_over
 
 logger = logging.getLogger(__name__)
@@ -159,16 +160,39 @@ def statement_notify(*, statement_id: int) -> bool:
 # --- batches --------------------------------------------------------------------------------
 
 
+# Kinds generated in bulk for a period; the others are about one event (a subscription, a
+# distribution) or one offering (the cap-table report) and are generated one at a time.
+BATCH_KINDS = (StatementKind.INVESTOR_PERIODIC, StatementKind.ANNUAL_TAX_SUMMARY)
+
+
+def _check_batch_kind(kind: str, period: Period, offering_id: int | None) -> None:
+    if kind not in BATCH_KINDS:
+        raise ValidationFailed(
+            f"Statements of kind {kind!r} are not generated in batches; batches make "
+            f"{', '.join(BATCH_KINDS)}.",
+            code="batch_kind_invalid",
+        )
+    if kind == StatementKind.ANNUAL_TAX_SUMMARY:
+        require_calendar_year(period)
+        if offering_id is not None:
+            raise ValidationFailed(
+                "An annual tax summary covers every offering: leave the offering out.",
+                code="offering_not_allowed",
+            )
+
+
 def statement_batch_create(
     *,
     requested_by: User | None,
     period: str,
     offering_id: int | None = None,
     start_in_background: bool = True,
+    kind: str = StatementKind.INVESTOR_PERIODIC,
 ) -> StatementBatch:
-    """Record a batch for a period (one offering, or all) and enqueue its start. Refused
-    while another batch of the same period and scope is still open (409)."""
+    """Record a batch of one kind for a period (one offering, or all) and enqueue its start.
+    Refused while another batch of the same kind, period and scope is still open (409)."""
     parsed = period_parse(period)
+    _check_batch_kind(kind, parsed, offering_id)
     require_period_over(parsed)
     if offering_id is not None and not Offering.objects.filter(pk=offering_id).exists():
         raise NotFound(f"Offering {offering_id} not found.", code="offering_not_found")
@@ -176,7 +200,7 @@ def statement_batch_create(
         try:
             with transaction.atomic():
                 batch = StatementBatch.objects.create(
-                    kind=StatementKind.INVESTOR_PERIODIC,
+                    kind=kind,
                     period=parsed.label,
                     period_start=parsed.start,
                     period_end=parsed.end,
@@ -184,7 +208,7 @@ def statement_batch_create(
                     requested_by=requested_by,
                 )
         except IntegrityError:
-            raise _open_batch_conflict(parsed, offering_id) from None
+            raise _open_batch_conflict(kind, parsed, offering_id) from None
         if start_in_background:
             outbox_enqueue(
                 task_name=TASK_BATCH_START,
@@ -194,10 +218,10 @@ def statement_batch_create(
     return batch
 
 
-def _open_batch_conflict(period: Period, offering_id: int | None) -> Conflict:
+def _open_batch_conflict(kind: str, period: Period, offering_id: int | None) -> Conflict:
     open_batch = StatementBatch.objects.filter(
         _equals_or_null("offering_id", offering_id),
-        kind=StatementKind.INVESTOR_PERIODIC,
+        kind=kind,
         period_start=period.start,
         period_end=period.end,
         status__in=[BatchStatus.PENDING, BatchStatus.RUNNING],
@@ -219,7 +243,12 @@ def statement_batch_start(*, batch_id: int, enqueue_items: bool = True) -> int:
     batch = StatementBatch.objects.filter(pk=batch_id).first()
     if batch is None or batch.status != BatchStatus.PENDING:
         return 0
-    investor_ids = investors_to_report(period=batch_period(batch), offering_id=batch.offering_id)
+    if batch.kind == StatementKind.ANNUAL_TAX_SUMMARY:
+        investor_ids = investors_paid_in(period=batch_period(batch))
+    else:
+        investor_ids = investors_to_report(
+            period=batch_period(batch), offering_id=batch.offering_id
+        )
     now = timezone.now()
     with transaction.atomic():
         started = StatementBatch.objects.filter(pk=batch_id, status=BatchStatus.PENDING).update(

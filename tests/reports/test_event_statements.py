@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.files.storage import default_storage
+from django.core.management import CommandError, call_command
 
 from captable import closing
 from captable.models import Distribution, Payout, Subscription
@@ -27,12 +28,14 @@ from reports.event_statements import (
     subscription_confirmation,
 )
 from reports.kinds import StatementScope, kind_spec
+from reports.models import Statement, StatementBatch
 from reports.periods import period_parse
 from reports.render import statement_pdf
 from tests.captable.test_closing import after_deadline, fresh
 from tests.captable.test_distributions import approve_and_fund, declare, pay
 from tests.captable.test_payments import at, funded, notify, signed, start_payment
 from tests.captable.test_subscriptions import kyc_investor, open_offering
+from tests.conftest import bearer, new_user
 from tests.reports.conftest import pdf_text
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
@@ -264,3 +267,33 @@ def test_stored_once_per_event_and_listed_with_their_subject(journey):
     assert summary.subject == ""
     with default_storage.open(str(notice.file.name), "rb") as stored:
         assert "Distribution notice" in pdf_text(stored.read())
+
+
+def test_a_batch_makes_every_paid_investors_tax_summary_for_the_year(journey):
+    # when
+    call_command("generate_statements", "--period", "2025", "--kind", "annual_tax_summary")
+    # then one summary per investor paid in 2025, with their own figures
+    summaries = Statement.objects.filter(kind="annual_tax_summary").order_by("investor_id")
+    assert [s.investor_id for s in summaries] == [journey.alice.pk, journey.bob.pk]
+    batch = StatementBatch.objects.get(kind="annual_tax_summary")
+    assert (batch.status, batch.total, batch.done, batch.failed) == ("completed", 2, 2, 0)
+    with default_storage.open(str(summaries[1].file.name), "rb") as stored:
+        text = pdf_text(stored.read())
+    assert "Bob Brennan" in text
+    assert "$214.00" in text
+
+
+def test_batches_only_make_periodic_statements_and_tax_summaries(journey, api_client):
+    with pytest.raises(CommandError, match="not generated in batches"):
+        call_command("generate_statements", "--period", "2025", "--kind", "distribution_notice")
+    with pytest.raises(CommandError, match="calendar year"):
+        call_command("generate_statements", "--period", "2025-Q3", "--kind", "annual_tax_summary")
+    response = api_client.post(
+        "/api/v1/statements/batches",
+        data={"period": "2025", "kind": "annual_tax_summary", "offering_id": journey.offering.pk},
+        content_type="application/json",
+        **bearer(new_user(is_staff=True)),
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "offering_not_allowed"
+    assert not StatementBatch.objects.exists()

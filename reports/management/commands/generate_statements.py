@@ -4,8 +4,10 @@
 Without a broker (the embedded default), or with `--in-process`, the statements are rendered
 here, one after another. With a broker the batch is started through the outbox like the API
 does, and the command follows its progress until it finishes (`--no-wait` returns at once).
+`--kind annual_tax_summary --period 2025` makes every paid investor's tax summary for a year;
 `--kind captable_report --period 2026-09-30 --offering ID` renders an offering's cap-table
-report as of that day instead.
+report as of that day instead. Confirmations and distribution notices are about one event and
+are not made in batches.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Command(BaseCommand):
                 period=options["period"],
                 offering_id=options["offering"],
                 start_in_background=not in_process,
+                kind=options["kind"],
             )
         except DomainError as error:
             raise CommandError(error.detail) from None
