@@ -135,6 +135,15 @@ def sign_in(page: Page, email: str, password: str) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
+# What sticks out to the right of the viewport (for the message of a failed layout check).
+WIDER_THAN_THE_SCREEN = """() => [...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+  .filter(e => !e.closest('.table-wrap table'))
+  .slice(0, 8)
+  .map(e => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)
+  .join(', ')"""
+
+
 def _journey_offering() -> Offering:
     """Reg A+ Tier 2 (it may close as soon as its target is met): $100 a unit, 100 units."""
     sponsor = approved_sponsor(name="Lakeside Capital")
@@ -285,6 +294,14 @@ def test_investor_journey_from_sign_up_to_statement(page: Page) -> None:
             page.locator("#statements a").first.click()
         saved = download_info.value.path()
         assert Path(saved).read_bytes().startswith(b"%PDF")
+        # the same page on a phone: one column, nothing cut off
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.reload()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the page scrolls sideways on a phone ({width}px): " + page.evaluate(
+            WIDER_THAN_THE_SCREEN
+        )
+        steps.check("dashboard-phone")
 
 
 def _sponsor_declares_distribution(page: Page, offering: Offering, steps: Steps) -> None:
