@@ -5,8 +5,9 @@ against the ledger; regenerating after later activity gives the same figures and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,6 +27,7 @@ from reports.event_statements import (
     annual_tax_summary,
     distribution_notice,
     subscription_confirmation,
+    tier_lines,
 )
 from reports.kinds import StatementScope, kind_spec
 from reports.models import Statement, StatementBatch
@@ -297,3 +299,30 @@ def test_batches_only_make_periodic_statements_and_tax_summaries(journey, api_cl
     assert response.status_code == 400
     assert response.json()["code"] == "offering_not_allowed"
     assert not StatementBatch.objects.exists()
+
+
+def test_a_waterfall_payouts_tiers_are_shown_one_line_each(journey):
+    # given a payout that recorded its breakdown by tier (waterfall distributions do)
+    payout = SimpleNamespace(
+        tiers=[
+            {"tier": "return_of_capital", "index": 0, "investor_minor": 100_00, "sponsor_minor": 0},
+            {"tier": "preferred_return", "index": 1, "investor_minor": 120_00, "sponsor_minor": 0},
+            {"tier": "promote", "index": 2, "investor_minor": 30_00, "sponsor_minor": 7_50},
+        ]
+    )
+    tiers = tier_lines(payout)  # type: ignore[arg-type]
+    assert [(t.tier, t.investor_minor, t.sponsor_minor) for t in tiers] == [
+        ("return_of_capital", 100_00, 0),
+        ("preferred_return", 120_00, 0),
+        ("promote", 30_00, 7_50),
+    ]
+    # when the notice carries them
+    notice = distribution_notice(distribution_id=journey.august.pk, investor_id=journey.bob.pk)
+    text = rendered_text("distribution_notice", replace(notice, tiers=tiers, promote_minor=7_50))
+    # then each tier is a line, with the sponsor's share beside it
+    assert "Return of capital $100.00 $0.00" in text
+    assert "Preferred return $120.00 $0.00" in text
+    assert "Promote split $30.00 $7.50" in text
+    assert "TO THE SPONSOR" in text.upper()
+    # and a payout without a breakdown (pro rata, or recorded before tiers existed) has none
+    assert tier_lines(SimpleNamespace()) == ()  # type: ignore[arg-type]
