@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -38,12 +39,13 @@ from captable.payments import payment_simulate
 from common.models import User
 from investors.models import Investor
 from investors.services import investor_kyc_decide
-from offerings.models import Offering, OfferingStatus
+from offerings.models import Offering, OfferingStatus, Property, Sponsor
+from offerings.services import PropertyDetails, property_create
 from reports.kinds import StatementScope
 from reports.periods import period_parse
 from reports.services import statement_generate
 from tests.conftest import new_user
-from tests.offerings.factories import approved_sponsor, member_of, property_for
+from tests.offerings.factories import approved_sponsor, member_of
 from tests.portal.helpers import open_offering
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
@@ -144,12 +146,30 @@ WIDER_THAN_THE_SCREEN = """() => [...document.querySelectorAll('body *')]
   .join(', ')"""
 
 
+def _property(sponsor: Sponsor, city: str, region: str, property_type: str) -> Property:
+    return property_create(
+        actor=member_of(sponsor),
+        sponsor_id=sponsor.pk,
+        details=PropertyDetails(
+            name=f"{city} property",
+            address_line1="1 Main St",
+            city=city,
+            region=region,
+            country="US",
+            property_type=property_type,
+            year_built=1998,
+            purchase_price_minor=2_400_000_00,
+            purchase_price_currency="USD",
+        ),
+    )
+
+
 def _journey_offering() -> Offering:
     """Reg A+ Tier 2 (it may close as soon as its target is met): $100 a unit, 100 units."""
     sponsor = approved_sponsor(name="Lakeside Capital")
     return open_offering(
         sponsor=sponsor,
-        property_=property_for(sponsor, city="Columbus"),
+        property_=_property(sponsor, "Columbus", "OH", "multifamily"),
         title="Birch Street Duplex",
         exemption="reg_a_tier2",
         units_authorized=100,
@@ -159,6 +179,22 @@ def _journey_offering() -> Offering:
     )
 
 
+def _other_offerings() -> None:
+    """Two more live offerings, so the marketplace has something to filter."""
+    for city, region, title, property_type, price in (
+        ("Denver", "CO", "Larimer Square Offices", "office", 250_00),
+        ("Austin", "TX", "South Congress Retail", "retail", 50_00),
+    ):
+        sponsor = approved_sponsor(name=f"{city} Partners")
+        open_offering(
+            sponsor=sponsor,
+            property_=_property(sponsor, city, region, property_type),
+            title=title,
+            price_per_unit_minor=price,
+            max_raise_minor=price * 10_000,
+        )
+
+
 def _today_in(offering: Offering) -> date:
     return timezone.now().astimezone(ZoneInfo(offering.time_zone)).date()
 
@@ -166,6 +202,7 @@ def _today_in(offering: Offering) -> date:
 def test_investor_journey_from_sign_up_to_statement(page: Page) -> None:
     staff, approver = new_user(is_staff=True), new_user(is_staff=True)
     offering = _journey_offering()
+    _other_offerings()
     steps = Steps(page, "investor")
 
     # the marketplace, as anyone sees it
@@ -175,6 +212,12 @@ def test_investor_journey_from_sign_up_to_statement(page: Page) -> None:
     expect(card).to_contain_text("$100.00")
     expect(card).to_contain_text("Columbus")
     steps.check("marketplace")
+    # a filter swaps the grid in place (htmx) and keeps the URL shareable
+    page.get_by_label("Property type").select_option("office")
+    expect(page.get_by_role("heading", name="Birch Street Duplex")).to_have_count(0)
+    expect(page.get_by_role("heading", name="Larimer Square Offices")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"property_type=office"))
+    page.get_by_label("Property type").select_option("")
 
     # sign up
     page.get_by_role("link", name="Create account").click()
