@@ -6,13 +6,17 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
 from portal import views_account, views_dashboard, views_invest, views_public, views_sponsor
+from portal.auth_forms import ThrottledAuthenticationForm
 
 app_name = "portal"
 
 _auth = [
     path(
         "accounts/login/",
-        auth_views.LoginView.as_view(template_name="portal/auth/login.html"),
+        auth_views.LoginView.as_view(
+            template_name="portal/auth/login.html",
+            authentication_form=ThrottledAuthenticationForm,
+        ),
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

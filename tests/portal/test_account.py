@@ -124,3 +124,16 @@ def test_every_form_post_needs_the_csrf_token():
     client = Client(enforce_csrf_checks=True)
     response = client.post(reverse("portal:signup"), {"email": "x@example.com"})
     assert response.status_code == 403
+
+
+def test_sign_in_is_throttled_after_repeated_failures(settings):
+    settings.LOGIN_FAILURES_MAX = 3
+    _sign_up(Client())
+    client = Client()
+    url = reverse("portal:login")
+    for _ in range(3):
+        page = client.post(url, {"username": "nina@example.com", "password": "wrong"})
+        assert "correct email address and password" in page.content.decode()
+    refused = client.post(url, {"username": "nina@example.com", "password": STRONG_PASSWORD})
+    assert refused.status_code == 200  # the form again, not a redirect: even the right password
+    assert "Too many failed sign-ins" in refused.content.decode()

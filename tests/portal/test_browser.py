@@ -48,11 +48,6 @@ from tests.conftest import new_user
 from tests.offerings.factories import approved_sponsor, member_of
 from tests.portal.helpers import open_offering
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
-# between browser steps are ordinary blocking calls on the test's own connection.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -81,6 +76,21 @@ def _screenshot_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
+    # between browser steps are ordinary blocking calls on the test's own connection, so
+    # Django's async-safety check is lifted for these tests only.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        yield from _chromium()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+def _chromium() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run through `make test` (scripts/system-deps.sh)")
     with sync_playwright() as playwright:
