@@ -49,7 +49,7 @@ from captable.portfolio_api import portfolio_router
 from captable.schemas import READ_ERRORS, WRITE_ERRORS, OptionalReasonIn, ReasonIn
 from captable.withdrawals_api import withdrawals_router
 from common.errors import ValidationFailed
-from common.schemas import StrictSchema
+from common.schemas import ErrorOut, StrictSchema
 from offerings.nav_api import nav_router
 from offerings.selectors import offering_get
 
@@ -215,7 +215,7 @@ def waterfall_terms_put(
 
 @distributions_router.get(
     "/offerings/{int:offering_id}/waterfall",
-    response={200: WaterfallTermsOut, **READ_ERRORS},
+    response={200: WaterfallTermsOut, **READ_ERRORS, 409: ErrorOut},  # 409: no terms set
 )
 def waterfall_terms_detail(request: HttpRequest, offering_id: int) -> WaterfallTermsOut:
     """The offering's waterfall terms, for whoever may see the offering (409 if none)."""

@@ -109,13 +109,8 @@ def test_text_the_database_cannot_store_is_a_422(api_client: Client, reason: Any
     assert Sponsor.objects.get(pk=sponsor.pk).status == "pending"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GET /offerings/{id}/waterfall answers 409 when no terms are set but documents only "
-    "READ_ERRORS (captable/distributions_api.py, being changed by another engineer): declare "
-    "409 there (or answer 404), then drop it from KNOWN_UNDOCUMENTED_STATUSES",
-)
 def test_the_waterfall_read_documents_its_409() -> None:
-    # found: schemathesis ST103 "undocumented status code" as every signed-in role
+    # found: schemathesis ST103 "undocumented status code" as every signed-in role — the
+    # read answers 409 while an offering has no waterfall terms
     responses = openapi_document()["paths"]["/api/v1/offerings/{offering_id}/waterfall"]["get"]
     assert "409" in responses["responses"]
