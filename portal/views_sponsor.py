@@ -5,7 +5,7 @@ review, follow the raise, declare a distribution and see its payouts, download t
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -276,15 +276,16 @@ def captable_download(request: HttpRequest, offering_id: int, file_format: str) 
 @login_required
 @require_POST
 def captable_report(request: HttpRequest, offering_id: int) -> HttpResponse:
-    """The cap-table report PDF of today (generated once per day, then downloaded)."""
+    """The cap-table report PDF as of the end of yesterday in the offering's time zone (a
+    report covers a day that is over, so its figures never change); generated once."""
     offering = _own_offering(request, offering_id)
-    today = timezone.localdate().isoformat()
+    yesterday = timezone.now().astimezone(ZoneInfo(offering.time_zone)).date() - timedelta(days=1)
     try:
         with refusals_as_messages(request):
             generated = statement_generate(
                 scope=StatementScope(
                     kind=StatementKind.CAPTABLE_REPORT,
-                    period=period_parse(today),
+                    period=period_parse(yesterday.isoformat()),
                     offering_id=offering.pk,
                 )
             )

@@ -119,3 +119,19 @@ def test_submit_of_someone_elses_draft_is_a_404():
     )
     draft.refresh_from_db()
     assert draft.status == OfferingStatus.DRAFT
+
+
+def test_captable_report_pdf_for_the_sponsor(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    offering = offering_in("Austin")
+    client = signed_in(member_of(offering.sponsor))
+    response = client.post(reverse("portal:sponsor_captable_report", args=[offering.pk]))
+    assert response.status_code == 302
+    pdf = client.get(response["Location"])
+    assert b"".join(pdf.streaming_content).startswith(b"%PDF")
+    outsider = signed_in(member_of(approved_sponsor(name="Other")))
+    assert outsider.get(response["Location"]).status_code == 404
+    assert (
+        outsider.post(reverse("portal:sponsor_captable_report", args=[offering.pk])).status_code
+        == 404
+    )
