@@ -128,7 +128,7 @@ def test_captable_report_pdf_for_the_sponsor(settings, tmp_path):
     response = client.post(reverse("portal:sponsor_captable_report", args=[offering.pk]))
     assert response.status_code == 302
     pdf = client.get(response["Location"])
-    assert b"".join(pdf.streaming_content).startswith(b"%PDF")
+    assert pdf.getvalue().startswith(b"%PDF")
     outsider = signed_in(member_of(approved_sponsor(name="Other")))
     assert outsider.get(response["Location"]).status_code == 404
     assert (
