@@ -137,3 +137,20 @@ def test_sign_in_is_throttled_after_repeated_failures(settings):
     refused = client.post(url, {"username": "nina@example.com", "password": STRONG_PASSWORD})
     assert refused.status_code == 200  # the form again, not a redirect: even the right password
     assert "Too many failed sign-ins" in refused.content.decode()
+
+
+def test_knowledge_test_is_scored_on_the_server():
+    from investors import knowledge_test
+
+    client = Client()
+    _sign_up(client, country="DE", us_state="")
+    url = reverse("portal:knowledge_test")
+    wrong = {
+        f"q_{q.id}": next(c for c, _ in q.choices if c != q.correct_choice)
+        for q in knowledge_test.QUESTIONS
+    }
+    assert "Not passed" in client.post(url, wrong).content.decode()
+    right = {f"q_{q.id}": q.correct_choice for q in knowledge_test.QUESTIONS}
+    assert client.post(url, right).status_code == 302
+    investor = Investor.objects.get(user__email="nina@example.com")
+    assert investor.knowledge_test_valid_until is not None
