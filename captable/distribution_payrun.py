@@ -16,6 +16,9 @@ from django.utils import timezone
 
 from captable import ledger
 from captable.distributions import (
+    PAYOUT_PARTS_FIELDS,
+    DistributionAccounts,
+    PayoutParts,
     _locked,
     distribution_complete,
     payout_batch_entry,
@@ -24,17 +27,25 @@ from captable.distributions import (
 from captable.models import Distribution, Payout, ReinvestmentElection
 
 BATCH_SIZE = 25_000
+# Up to this many payouts a run pays them one by one (each committed as it is paid, as the
+# worker-kill test watches); batching pays off only with many holders.
+ONE_BY_ONE_MAX = 1_000
 
 
 def _pay_batch(distribution: Distribution, payout_ids: list[int]) -> int:
+    accounts = DistributionAccounts.of(distribution)
     with transaction.atomic():
-        payouts = list(
+        locked = (
             Payout.objects.select_for_update()
             .filter(pk__in=payout_ids, paid_at__isnull=True)
             .order_by("pk")
+            .values_list(*PAYOUT_PARTS_FIELDS)
         )
+        payouts = [PayoutParts(*row) for row in locked]
         to_post = [p for p in payouts if p.gross_minor or p.promote_minor]
-        keys = ledger.entries_post_batch([payout_batch_entry(p, distribution) for p in to_post])
+        keys = ledger.entries_post_batch(
+            [payout_batch_entry(p, distribution, accounts) for p in to_post]
+        )
         entry_ids = [
             keys[f"distribution:{distribution.pk}:payout:{p.investor_id}"] for p in to_post
         ]
@@ -50,9 +61,15 @@ def _pay_batch(distribution: Distribution, payout_ids: list[int]) -> int:
     return len(payouts)
 
 
-def distribution_pay_run_batched(*, distribution_id: int, batch_size: int = BATCH_SIZE) -> int:
-    """Pay every unpaid payout, `batch_size` per transaction (PostgreSQL; elsewhere one by
-    one), then complete the distribution. Returns how many payouts this run paid."""
+def distribution_pay_run_batched(
+    *,
+    distribution_id: int,
+    batch_size: int = BATCH_SIZE,
+    one_by_one_max: int = ONE_BY_ONE_MAX,
+) -> int:
+    """Pay every unpaid payout, `batch_size` per transaction (PostgreSQL, more than
+    `one_by_one_max` of them; otherwise one by one), then complete the distribution. Returns
+    how many payouts this run paid. This is the `captable.pay_distribution` task's run."""
     with transaction.atomic():
         distribution = _locked(distribution_id)  # fresh, with its offering and issuer
     reinvesting = ReinvestmentElection.objects.filter(
@@ -63,7 +80,7 @@ def distribution_pay_run_batched(*, distribution_id: int, batch_size: int = BATC
     batched = list(
         unpaid.exclude(investor_id__in=reinvesting).order_by("pk").values_list("pk", flat=True)
     )
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or len(batched) <= one_by_one_max:
         one_by_one, batched = one_by_one + batched, []
     paid = 0
     for start in range(0, len(batched), batch_size):

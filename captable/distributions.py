@@ -43,12 +43,14 @@ Locks: the distribution row, then a payout row, then the ledger's accounts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from captable import ledger
@@ -454,38 +456,59 @@ def _payouts_compute(distribution: Distribution) -> int:
             pk__in=holders.values("investor_id")
         ).values_list("pk", "tax_form", "treaty_withholding_rate_basis_points")
     }
-    payouts = []
+    rows: list[dict[str, Any]] = []
     for amount in amounts:
         tax_form, treaty = forms[amount.investor_id]
         rate = withholding_rate_basis_points(tax_form=tax_form, treaty_rate_basis_points=treaty)
         withholding = basis_points_of(amount.income_minor, rate)
-        payouts.append(
-            Payout(
-                distribution=distribution,
-                investor_id=amount.investor_id,
-                quanta=amount.quanta,
-                gross_minor=amount.gross_minor,
-                income_minor=amount.income_minor,
-                return_of_capital_minor=amount.return_of_capital_minor,
-                tax_form=tax_form,
-                withholding_rate_basis_points=rate,
-                withholding_minor=withholding,
-                net_minor=amount.gross_minor - withholding,
-                promote_minor=amount.promote_minor,
-                tiers=list(amount.tiers),
-            )
+        rows.append(
+            {
+                "investor_id": amount.investor_id,
+                "quanta": amount.quanta,
+                "gross_minor": amount.gross_minor,
+                "income_minor": amount.income_minor,
+                "return_of_capital_minor": amount.return_of_capital_minor,
+                "tax_form": tax_form,
+                "withholding_rate_basis_points": rate,
+                "withholding_minor": withholding,
+                "net_minor": amount.gross_minor - withholding,
+                "promote_minor": amount.promote_minor,
+                "tiers": list(amount.tiers),
+            }
         )
-    Payout.objects.bulk_create(payouts, batch_size=2_000)
-    paid_out = sum(payout.gross_minor + payout.promote_minor for payout in payouts)
+    _payouts_insert(distribution, rows)
+    paid_out = sum(row["gross_minor"] + row["promote_minor"] for row in rows)
     assert paid_out == distribution.amount_minor
     changed = Distribution.objects.filter(
         pk=distribution.pk, payouts_computed_at__isnull=True
     ).update(
         payouts_computed_at=timezone.now(),
-        income_minor=sum(payout.income_minor for payout in payouts),
+        income_minor=sum(row["income_minor"] for row in rows),
     )
     assert changed == 1, "payouts are computed under the distribution's lock"
-    return len(payouts)
+    return len(rows)
+
+
+_PAYOUT_DEFAULTS = {"reinvested_quanta": 0, "reinvested_minor": 0, "reinvestment_note": ""}
+
+
+def _payouts_insert(distribution: Distribution, rows: list[dict[str, Any]]) -> None:
+    """One row per holder: COPY on PostgreSQL (100,000 holders: the ORM's bulk_create spends
+    seconds building and compiling objects), bulk_create elsewhere."""
+    if connection.vendor != "postgresql":
+        Payout.objects.bulk_create(
+            (Payout(distribution=distribution, **row) for row in rows), batch_size=2_000
+        )
+        return
+    now = timezone.now()
+    columns = [*rows[0], *_PAYOUT_DEFAULTS, "distribution_id", "created_at"]
+    constant = (*_PAYOUT_DEFAULTS.values(), distribution.pk, now)
+    sql = f"COPY captable_payout ({', '.join(columns)}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        for row in rows:
+            values = list(row.values())
+            values[-1] = json.dumps(values[-1])  # tiers: JSON text for the jsonb column
+            copy.write_row((*values, *constant))
 
 
 def distribution_pay(*, actor: User, distribution_id: int) -> Distribution:
@@ -557,14 +580,59 @@ def payout_pay(*, payout_id: int) -> Payout:
     return payout
 
 
-def payout_batch_entry(payout: Payout, distribution: Distribution) -> ledger.BatchEntry:
+class _InvestorKey:
+    """Just an investor's id, where an account key needs one: building a whole Investor
+    instance per payout cost ~0.1 ms, seconds over 100,000 holders."""
+
+    __slots__ = ("pk",)
+
+    def __init__(self, pk: int) -> None:
+        self.pk = pk
+
+
+class PayoutParts(NamedTuple):
+    """What a payout's entry needs (a Payout has the same attributes)."""
+
+    pk: int
+    investor_id: int
+    gross_minor: int
+    income_minor: int
+    return_of_capital_minor: int
+    withholding_minor: int
+    net_minor: int
+    promote_minor: int
+
+
+PAYOUT_PARTS_FIELDS = PayoutParts._fields
+
+
+@dataclass(frozen=True)
+class DistributionAccounts:
+    payable: ledger.AccountSpec
+    withholding: ledger.AccountSpec
+    promote: ledger.AccountSpec
+
+    @classmethod
+    def of(cls, distribution: Distribution) -> DistributionAccounts:
+        currency, issuer = distribution.currency, distribution.offering.issuer
+        return cls(
+            ledger.distribution_payable_spec(distribution.pk, currency),
+            ledger.issuer_spec(issuer, AccountKind.WITHHOLDING_PAYABLE, currency),
+            ledger.issuer_spec(issuer, AccountKind.PROMOTE, currency),
+        )
+
+
+def payout_batch_entry(
+    payout: Payout | PayoutParts,
+    distribution: Distribution,
+    accounts: DistributionAccounts | None = None,
+) -> ledger.BatchEntry:
     """The payout's ONE ledger entry: payable → the holder's available cash (net), → the
     issuer's withholding payable (withholding) and → its promote account (promote)."""
-    currency, issuer = distribution.currency, distribution.offering.issuer
-    payable = ledger.distribution_payable_spec(distribution.pk, currency)
-    cash = ledger.cash_spec(Investor(pk=payout.investor_id), currency)
-    withholding = ledger.issuer_spec(issuer, AccountKind.WITHHOLDING_PAYABLE, currency)
-    promote = ledger.issuer_spec(issuer, AccountKind.PROMOTE, currency)
+    found = accounts or DistributionAccounts.of(distribution)
+    payable, withholding, promote = found.payable, found.withholding, found.promote
+    # cash_spec reads only the investor's id.
+    cash = ledger.cash_spec(cast(Investor, _InvestorKey(payout.investor_id)), distribution.currency)
     request: dict[str, object] = {
         "from": payable.key,
         "to": cash.key,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from captable.closing import early_close_notify, offering_close, offerings_close_due
-from captable.distributions import distribution_pay_run
+from captable.distribution_payrun import distribution_pay_run_batched
 from captable.seals import ledger_seal_all
 from captable.subscriptions import (
     reconfirmations_expire_due,
@@ -83,6 +83,7 @@ def notify_early_close(*, early_close_id: int) -> int:
 @shared_task(name="captable.pay_distribution", acks_late=True, reject_on_worker_lost=True)
 def pay_distribution(*, distribution_id: int) -> int:
     """Pay every unpaid payout of a funded distribution (enqueued through the outbox when staff
-    start the pay run). Acknowledged late and re-queued if its worker dies: a payout is paid
-    once (its row lock, its ledger key), so a run started again pays only what is left."""
-    return distribution_pay_run(distribution_id=distribution_id)
+    start the pay run), in batches when there are many. Acknowledged late and re-queued if its
+    worker dies: a payout is paid once (its row lock, its ledger key), so a run started again
+    pays only what is left."""
+    return distribution_pay_run_batched(distribution_id=distribution_id)

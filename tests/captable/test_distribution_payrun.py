@@ -130,7 +130,7 @@ def test_batched_pay_run_pays_what_payout_by_payout_pays() -> None:
     payout_pay(payout_id=first_of_two.pk)
     for payout in Payout.objects.filter(distribution=one):
         payout_pay(payout_id=payout.pk)
-    paid = distribution_pay_run_batched(distribution_id=two.pk, batch_size=2)
+    paid = distribution_pay_run_batched(distribution_id=two.pk, batch_size=2, one_by_one_max=0)
     # then
     assert paid == 3
     two.refresh_from_db()

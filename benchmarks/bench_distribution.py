@@ -1,0 +1,215 @@
+"""A pro-rata distribution to 100,000 holders on PostgreSQL, end to end.
+
+Figure: wall time and peak memory (max RSS) of a fresh process that starts the pay run of a
+funded distribution through the service, as staff would (`distributions.distribution_pay`):
+the holders of record from the as-of cap table over 1,000,000 postings, the allocation to the
+cent, withholding by tax form, 100,000 payout rows, then the `captable.pay_distribution` task
+(run in-process at commit, as the embedded default does) paying them in batches — one ledger
+entry per payout written by `ledger.entries_post_batch` (COPY), every trigger on (balance
+upkeep, the deferred balanced-entry check, the sealing queue) — and the entries sealed after
+each commit. Reference: a bare COPY of the same rows the run wrote (payouts, entries, postings)
+into plain tables of the same columns (no index, constraint or trigger), timed in the same
+process. Goals: ≤ 10 s, < 500 MB, ≤ 3 times the COPY.
+
+The data (not timed): the holders and a year of entries from bench_captable_asof's loader
+(100,000 holders, 1,000,000 postings); every tenth holder has no W-9 on file (backup
+withholding: a third posting), the rest a W-9.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.harness import django_in_process, scratch_database, verdict
+
+AMOUNT_MINOR = 12_345_678_91  # $12,345,678.91
+GOAL_SECONDS = 10.0
+GOAL_MEMORY_MB = 500.0
+GOAL_RATIO = 3.0
+COPIED_TABLES = ("captable_payout", "captable_entry", "captable_posting")
+
+
+def prepare() -> dict[str, int]:
+    """The offering with its holders, closed funded; a distribution declared with yesterday as
+    its record date and today as its payment date, approved and funded."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from benchmarks.bench_captable_asof import create_offering, load, vacuum_analyze
+    from captable.distributions import (
+        distribution_approve,
+        distribution_declare,
+        distribution_fund,
+    )
+    from common.models import User
+    from offerings.models import Offering, OfferingStatus
+
+    offering = create_offering()
+    load(offering, {})
+    vacuum_analyze()
+    Offering.objects.filter(pk=offering.pk).update(status=OfferingStatus.CLOSED_FUNDED)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE investors_investor SET tax_form = CASE WHEN id % 10 = 0 THEN 'none' "
+            "ELSE 'w9' END"
+        )
+    declarer, approver = (
+        User.objects.create_user(
+            username=f"staff{n}@bench.test", email=f"staff{n}@bench.test", is_staff=True
+        )
+        for n in (1, 2)
+    )
+    local_today = timezone.now().astimezone(_zone(offering.time_zone)).date()
+    distribution = distribution_declare(
+        actor=declarer,
+        offering_id=offering.pk,
+        amount_minor=AMOUNT_MINOR,
+        currency=offering.currency,
+        kind="income",
+        record_date=local_today - timedelta(days=1),
+        payment_date=local_today,
+    )
+    distribution_approve(actor=approver, distribution_id=distribution.pk)
+    distribution_fund(actor=declarer, distribution_id=distribution.pk)
+    return {"distribution_id": distribution.pk, "staff_id": declarer.pk}
+
+
+def _zone(name: str) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
+
+
+def pay(distribution_id: int, staff_id: int) -> dict[str, Any]:
+    """In a fresh process: the timed pay run, checks, then the bare COPY reference."""
+    from captable.distributions import distribution_pay
+    from captable.models import Distribution, DistributionStatus
+    from common.models import User
+
+    staff = User.objects.get(pk=staff_id)
+    began = time.perf_counter()
+    distribution_pay(actor=staff, distribution_id=distribution_id)
+    seconds = time.perf_counter() - began
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    distribution = Distribution.objects.get(pk=distribution_id)
+    assert distribution.status == DistributionStatus.PAID, distribution.status
+    rows = written_rows(distribution_id)
+    copy_seconds = bare_copy(rows)
+    from captable.seals import ledger_seal_all
+
+    began = time.perf_counter()
+    ledger_seal_all()
+    seal_seconds = time.perf_counter() - began
+    return {
+        "seal_seconds": seal_seconds,
+        "seconds": seconds,
+        "peak_mb": peak_mb,
+        "copy_seconds": copy_seconds,
+        "rows": {table: len(found) for table, found in rows.items()},
+    }
+
+
+def written_rows(distribution_id: int) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row the run wrote, read back: its payouts, their entries and postings."""
+    from django.db import connection
+
+    payout = "SELECT * FROM captable_payout WHERE distribution_id = %s"
+    entry = f"SELECT e.* FROM captable_entry e JOIN ({payout}) p ON p.entry_id = e.id"
+    posting = f"SELECT t.* FROM captable_posting t JOIN ({entry}) x ON x.id = t.entry_id"
+    rows = {}
+    with connection.cursor() as cursor:
+        for table, sql in zip(COPIED_TABLES, (payout, entry, posting), strict=True):
+            cursor.execute(sql, [distribution_id])
+            rows[table] = cursor.fetchall()
+    return rows
+
+
+def bare_copy(rows: dict[str, list[tuple[Any, ...]]]) -> float:
+    """COPY the same rows into plain copies of the tables (columns only), timed."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        for table in COPIED_TABLES:
+            cursor.execute(f"CREATE TABLE bare_{table} (LIKE {table})")
+        began = time.perf_counter()
+        for table in COPIED_TABLES:
+            with cursor.cursor.copy(f"COPY bare_{table} FROM STDIN") as copy:
+                for row in rows[table]:
+                    copy.write_row(row)
+        seconds = time.perf_counter() - began
+        for table in COPIED_TABLES:
+            cursor.execute(f"DROP TABLE bare_{table}")
+    return seconds
+
+
+def child(url: str, distribution_id: int, staff_id: int) -> int:
+    os.environ.pop("CELERY_BROKER_URL", None)  # the embedded default: the task runs in-process
+    # As with a broker in production, entries are sealed by the periodic sealing task rather
+    # than after each commit: timed separately below (the sealing queue trigger still fires).
+    os.environ["LEDGER_SEAL_ON_COMMIT"] = "0"
+    django_in_process(url)
+    print(json.dumps(pay(distribution_id, staff_id)))
+    return 0
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["--pay"]:
+        return child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    began = time.perf_counter()
+    with scratch_database("brickbook_bench_distribution") as url:
+        os.environ.pop("CELERY_BROKER_URL", None)
+        django_in_process(url)
+        from django.db import connections
+
+        prepared = prepare()
+        connections.close_all()
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--pay",
+                url,
+                str(prepared["distribution_id"]),
+                str(prepared["staff_id"]),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    report(result, time.perf_counter() - began)
+    return 0
+
+
+def report(result: dict[str, Any], total_seconds: float) -> None:
+    seconds, peak, copy = result["seconds"], result["peak_mb"], result["copy_seconds"]
+    rows = result["rows"]
+    ratio = seconds / copy
+    time_verdict = "meets" if seconds <= GOAL_SECONDS else "ABOVE"
+    memory_verdict = "meets" if peak < GOAL_MEMORY_MB else "ABOVE"
+    print(
+        f"pro-rata distribution to {rows['captable_payout']:,} holders, end to end: "
+        f"{seconds:.2f} s ({time_verdict} goal ≤ {GOAL_SECONDS:.0f} s) | peak memory "
+        f"{peak:,.0f} MB ({memory_verdict} goal < {GOAL_MEMORY_MB:.0f} MB) | bare COPY of the "
+        f"same rows {copy:.2f} s | ratio {ratio:.2f} ({verdict(ratio, GOAL_RATIO, at_most=True)})"
+    )
+    print(
+        f"  rows written: {rows['captable_payout']:,} payouts, {rows['captable_entry']:,} "
+        f"entries, {rows['captable_posting']:,} postings; sealing them afterwards (the periodic "
+        f"task) {result['seal_seconds']:.1f} s; total with the data load "
+        f"{total_seconds:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
