@@ -38,6 +38,7 @@ from reports.statements import (
     InvestorDetails,
     OfferingDetails,
     PlatformDetails,
+    TaxLine,
     TransactionLine,
     escrow_flows,
     investor_details,
@@ -348,18 +349,6 @@ def distribution_notice(*, distribution_id: int, investor_id: int) -> Distributi
 
 
 @dataclass(frozen=True)
-class TaxLine:
-    offering_title: str
-    distribution_id: int
-    paid_on: date
-    currency: str
-    income_minor: int
-    return_of_capital_minor: int
-    withholding_minor: int
-    net_minor: int
-
-
-@dataclass(frozen=True)
 class TaxTotals:
     currency: str
     income_minor: int
@@ -430,14 +419,8 @@ def payouts_paid_in(*, investor_id: int, period: Period) -> list[Payout]:
     return inside
 
 
-def annual_tax_summary(*, investor: Investor, period: Period) -> AnnualTaxSummary:
-    require_calendar_year(period)
-    require_period_over(period)
-    payouts = payouts_paid_in(investor_id=investor.pk, period=period)
-    ledger = investor_ledger(
-        investor_id=investor.pk, entry_ids=[p.entry_id for p in payouts if p.entry_id]
-    )
-    lines = tuple(
+def tax_lines(payouts: list[Payout]) -> tuple[TaxLine, ...]:
+    return tuple(
         TaxLine(
             offering_title=p.distribution.offering.title,
             distribution_id=p.distribution_id,
@@ -451,6 +434,16 @@ def annual_tax_summary(*, investor: Investor, period: Period) -> AnnualTaxSummar
         for p in payouts
         if p.entry is not None
     )
+
+
+def annual_tax_summary(*, investor: Investor, period: Period) -> AnnualTaxSummary:
+    require_calendar_year(period)
+    require_period_over(period)
+    payouts = payouts_paid_in(investor_id=investor.pk, period=period)
+    ledger = investor_ledger(
+        investor_id=investor.pk, entry_ids=[p.entry_id for p in payouts if p.entry_id]
+    )
+    lines = tax_lines(payouts)
     summary = AnnualTaxSummary(
         platform=platform_details(),
         investor=investor_details(investor),

@@ -10,13 +10,14 @@ only place text).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from captable.selectors import percent_of
 from common.errors import NotFound, ValidationFailed
 from investors.models import Investor
 from offerings.models import Offering
+from reports.event_statements import payouts_paid_in, tax_lines
 from reports.formatting import Formatter
 from reports.models import StatementKind
 from reports.periods import Period
@@ -24,6 +25,7 @@ from reports.statements import (
     CapTableReport,
     Fingerprint,
     InvestorPeriodicStatement,
+    TaxLine,
     TransactionLine,
     captable_report,
     investor_periodic_statement,
@@ -139,11 +141,30 @@ def _line(line: TransactionLine, currency: str, per_unit: int, zone: str, fmt: F
 
 
 def _build_investor_periodic(scope: StatementScope) -> InvestorPeriodicStatement:
-    return investor_periodic_statement(
+    statement = investor_periodic_statement(
         investor=_investor(scope.investor_id),
         period=scope.period,
         offering=_offering(scope.offering_id),
     )
+    payouts = payouts_paid_in(investor_id=statement.investor.investor_id, period=scope.period)
+    if scope.offering_id is not None:
+        payouts = [p for p in payouts if p.distribution.offering_id == scope.offering_id]
+    return replace(statement, distributions=tax_lines(payouts))
+
+
+def _distributions_context(lines: tuple[TaxLine, ...], fmt: Formatter) -> list[dict[str, Any]]:
+    return [
+        {
+            "offering": line.offering_title,
+            "distribution_id": line.distribution_id,
+            "paid_on": fmt.date(line.paid_on),
+            "income": fmt.money(line.income_minor, line.currency),
+            "return_of_capital": fmt.money(line.return_of_capital_minor, line.currency),
+            "withholding": fmt.money(line.withholding_minor, line.currency),
+            "net": fmt.money(line.net_minor, line.currency),
+        }
+        for line in lines
+    ]
 
 
 def _investor_periodic_context(data: InvestorPeriodicStatement, fmt: Formatter) -> dict[str, Any]:
@@ -194,6 +215,7 @@ def _investor_periodic_context(data: InvestorPeriodicStatement, fmt: Formatter) 
             "kind": investor.kind,
         },
         "sections": sections,
+        "distributions": _distributions_context(data.distributions, fmt),
         "totals": [
             {
                 "currency": total.currency,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -147,6 +147,21 @@ def offering_details(offering: Offering) -> OfferingDetails:
     )
 
 
+@dataclass(frozen=True)
+class TaxLine:
+    """One payout as paid: what it was (income, return of capital), what was withheld, and
+    the net that reached the investor's available cash."""
+
+    offering_title: str
+    distribution_id: int
+    paid_on: date
+    currency: str
+    income_minor: int
+    return_of_capital_minor: int
+    withholding_minor: int
+    net_minor: int
+
+
 # --- the periodic investor statement --------------------------------------------------------
 
 
@@ -204,8 +219,9 @@ class InvestorPeriodicStatement:
     sections: tuple[OfferingSection, ...]
     cash_accounts: tuple[CashSection, ...]
     fingerprint: Fingerprint
-    # Distributions, IRR and equity multiple arrive with distributions (issue 5).
-    distributions_available: bool = False
+    # The payouts paid in the period (`reports/kinds.py` adds them; IRR, equity multiple and
+    # NAV are not on the statement yet).
+    distributions: tuple[TaxLine, ...] = ()
 
     @property
     def totals(self) -> tuple[CurrencyTotals, ...]:

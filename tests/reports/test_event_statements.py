@@ -326,3 +326,26 @@ def test_a_waterfall_payouts_tiers_are_shown_one_line_each(journey):
     assert "TO THE SPONSOR" in text.upper()
     # and a payout without a breakdown (pro rata, or recorded before tiers existed) has none
     assert tier_lines(SimpleNamespace()) == ()  # type: ignore[arg-type]
+
+
+def test_the_periodic_statement_lists_the_periods_distributions(journey):
+    spec = kind_spec("investor_periodic")
+    data = spec.build(
+        StatementScope("investor_periodic", period_parse("2025-Q3"), investor_id=journey.bob.pk)
+    )
+    (line,) = data.distributions
+    assert (line.distribution_id, line.income_minor, line.return_of_capital_minor) == (
+        journey.august.pk,
+        150_00,
+        100_00,
+    )
+    assert (line.withholding_minor, line.net_minor) == (36_00, 214_00)
+    text = rendered_text("investor_periodic", data)
+    assert f"Maple Court Residences #{journey.august.pk} $150.00 $100.00 $36.00 $214.00" in text
+    assert "No distributions in this period" not in text
+    # the quarter before had none
+    before = spec.build(
+        StatementScope("investor_periodic", period_parse("2025-Q2"), investor_id=journey.bob.pk)
+    )
+    assert before.distributions == ()
+    assert "No distributions in this period" in rendered_text("investor_periodic", before)
