@@ -5,6 +5,7 @@ after each request), the scan for fields no response may carry, and the database
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -41,7 +42,9 @@ FORBIDDEN_KEYS = frozenset(
 )
 
 
+@functools.cache
 def openapi_document() -> dict[str, Any]:
+    """Built once per test process (it takes a while): callers must not change it."""
     from config.api import api
 
     # A JSON round trip: the document holds lazy strings and the like until rendered.
