@@ -6,10 +6,15 @@ the machine hits both alike. Each transfer is its own transaction, as production
 
 - Brickbook: `captable.ledger.units_transfer` between holdings of one offering (100
   investors, each with an issued lot and a funded cash account), pairs of investors trading
-  back and forth so lots and balances change every time. Every call: idempotency check, row
-  locks on both holdings in primary-key order, FIFO lots computed under the locks, lot and
-  no-negative-balance checks in Python and again by triggers, balance maintained by trigger,
-  a deferred balanced-entry check at COMMIT. Sealing runs as in production with a broker:
+  back and forth so lots and balances change every time. Every call, as production runs it
+  outside a caller's transaction: one prepared read of both holdings with the seller's open
+  lots (same snapshot as the holdings' versions), FIFO lots and every rule checked in Python,
+  then one prepared, autocommitted statement that locks both holdings in primary-key order,
+  refuses to write if a debited holding's version moved (then reads again), and inserts the
+  entry (idempotency key: ON CONFLICT DO NOTHING), its lot and its postings; triggers check
+  the postings against accounts, entry and lots, refuse a negative lot or balance, maintain
+  the balances, queue the entry for sealing, and a deferred trigger checks the entry balances
+  at COMMIT. Sealing runs as in production with a broker:
   not on the commit path but in batches (beat, every LEDGER_SEAL_INTERVAL_SECONDS); here every
   SEAL_EVERY transfers the benchmark seals the chain itself, and that time counts in
   Brickbook's figure, so every measured entry is also sealed into its offering's HMAC chain.
@@ -52,9 +57,9 @@ SEAL_EVERY = 50  # transfers between two seal batches (≈ the beat interval at 
 FRAGMENTED = "--fragmented" in sys.argv
 
 ENFORCED = {
-    "brickbook": "idempotency key, row locks in id order, FIFO lots, no negative balance or "
-    "lot (Python and triggers), balances by trigger, balanced entry (deferred trigger), "
-    "append-only rows, HMAC chain seal in batches (timed)",
+    "brickbook": "idempotency key, row locks in id order with a version check, FIFO lots, "
+    "no negative balance or lot (Python and triggers), balances by trigger, balanced entry "
+    "(deferred trigger), append-only rows, HMAC chain seal in batches (timed)",
     "hordak": "legs sum to zero per currency (deferred trigger), debit/credit positive and "
     "exclusive, leg currency accepted by the account",
 }

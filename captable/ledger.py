@@ -13,6 +13,7 @@ for money, quanta for units. Every operation is one transaction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import defaultdict
@@ -259,7 +260,8 @@ def _replayed(idempotency_key: str, digest: str) -> Entry | None:
 
 def _read_accounts(keys: Sequence[str], *, lock: bool) -> dict[str, Account]:
     """The accounts by key, fresh; `lock`: FOR UPDATE, in primary-key order. Unlocked on
-    PostgreSQL (the optimistic read), holdings come with their open lots."""
+    PostgreSQL (the optimistic read), holdings come with their open lots, read in the same
+    snapshot as the account's version."""
     placeholders = ", ".join(["%s"] * len(keys))
     if connection.vendor != "postgresql":  # SQLite: BEGIN IMMEDIATE already serializes writers
         found = Account.objects.raw(
@@ -269,21 +271,62 @@ def _read_accounts(keys: Sequence[str], *, lock: bool) -> dict[str, Account]:
         return {account.key: account for account in found}
     # Hand-written and prepared, rows made into accounts directly (psycopg already returns
     # Python values of the right types): this runs in every posting.
-    columns = [field.attname for field in Account._meta.concrete_fields]
+    columns = _account_columns()
     selected = ", ".join(f"a.{column}" for column in columns)
-    return _read_plain(selected, columns, placeholders, keys, lock=lock)
-
-
-def _read_plain(
-    selected: str, columns: list[str], placeholders: str, keys: Sequence[str], *, lock: bool
-) -> dict[str, Account]:
-    sql = (
-        f"SELECT {selected} FROM captable_account a "  # noqa: S608
-        f"WHERE a.key IN ({placeholders}) ORDER BY a.id{' FOR UPDATE' if lock else ''}"
-    )
+    if lock:
+        sql = (
+            f"SELECT {selected} FROM captable_account a "  # noqa: S608
+            f"WHERE a.key IN ({placeholders}) ORDER BY a.id FOR UPDATE"
+        )
+        rows = _fetch(sql, list(keys), prepared=True)
+        return {account.key: account for account in _accounts_from(rows, columns)}
+    sql = _READ_WITH_LOTS_SQL.format(selected=selected, placeholders=placeholders)
     rows = _fetch(sql, list(keys), prepared=True)
-    accounts = [Account.from_db(connection.alias, columns, row) for row in rows]
-    return {account.key: account for account in accounts}
+    accounts = {}
+    for account, row in zip(_accounts_from(rows, columns), rows, strict=True):
+        lot_ids, issued, quanta, cost = row[len(columns) :]
+        if account.kind == AccountKind.HOLDING:
+            account._open_lots = [  # type: ignore[attr-defined]
+                OpenLot(lot_id, moment, int(held), int(lot_cost))
+                for lot_id, moment, held, lot_cost in zip(
+                    lot_ids or [], issued or [], quanta or [], cost or [], strict=True
+                )
+            ]
+        accounts[account.key] = account
+    return accounts
+
+
+# The optimistic read: accounts and, for holdings, their open lots (FIFO order) in one round
+# trip. The lots subquery is skipped for other accounts (a one-time filter on the kind), so
+# the external account's long history is never summed.
+_READ_WITH_LOTS_SQL = """
+SELECT {selected}, lots.ids, lots.issued, lots.quanta, lots.cost
+FROM captable_account a
+LEFT JOIN LATERAL (
+    SELECT array_agg(o.lot_id ORDER BY o.issued_at, o.lot_id) AS ids,
+           array_agg(o.issued_at ORDER BY o.issued_at, o.lot_id) AS issued,
+           array_agg(o.quanta ORDER BY o.issued_at, o.lot_id) AS quanta,
+           array_agg(o.cost ORDER BY o.issued_at, o.lot_id) AS cost
+    FROM (
+        SELECT p.lot_id, l.issued_at, SUM(p.amount) AS quanta, SUM(p.cost_minor) AS cost
+        FROM captable_posting p JOIN captable_lot l ON l.id = p.lot_id
+        WHERE p.account_id = a.id AND a.kind = 'holding'
+        GROUP BY p.lot_id, l.issued_at
+        HAVING SUM(p.amount) > 0
+    ) o
+) lots ON true
+WHERE a.key IN ({placeholders})
+ORDER BY a.id
+"""
+
+
+def _account_columns() -> list[str]:
+    return [field.attname for field in Account._meta.concrete_fields]
+
+
+def _accounts_from(rows: Sequence[tuple[Any, ...]], columns: list[str]) -> list[Account]:
+    width = len(columns)
+    return [Account.from_db(connection.alias, columns, row[:width]) for row in rows]
 
 
 def lock_accounts(accounts: Sequence[Account | AccountSpec]) -> dict[str, Account]:
@@ -569,11 +612,19 @@ def _fetch(sql: str, params: Sequence[Any], *, prepared: bool = False) -> list[t
 
 def _entry_columns_and_values(entry: Entry) -> tuple[str, list[Any], list[str]]:
     """Quoted columns, their values ready for the database, and their SQL types."""
+    fields, columns, types = _entry_columns(connection.vendor)
+    values = [f.get_db_prep_save(f.pre_save(entry, add=True), connection) for f in fields]
+    return columns, values, types
+
+
+@functools.cache
+def _entry_columns(vendor: str) -> tuple[list[Any], str, list[str]]:
+    """The entry's fields, quoted column list and SQL types: fixed for a database vendor,
+    computed once (this runs in every posting)."""
     fields = [f for f in Entry._meta.concrete_fields if f is not Entry._meta.pk]
     columns = ", ".join(connection.ops.quote_name(f.column or f.attname) for f in fields)
-    values = [f.get_db_prep_save(f.pre_save(entry, add=True), connection) for f in fields]
     types = [f.db_type(connection) or "text" for f in fields]
-    return columns, values, types
+    return fields, columns, types
 
 
 def _entry_saved(entry: Entry, entry_id: int) -> None:
@@ -587,11 +638,14 @@ def _entry_saved(entry: Entry, entry_id: int) -> None:
 # triggers and foreign keys still run (row triggers at the end of the statement, the
 # balanced-entry check at COMMIT). If the idempotency key is taken nothing is inserted.
 _INSERT_ENTRY_SQL = """
-WITH guard AS (
-    SELECT a.id FROM captable_account a
+WITH locked AS (
+    SELECT a.id, a.version FROM captable_account a
+    WHERE a.id = ANY (%s::bigint[])
+    ORDER BY a.id FOR UPDATE
+), guard AS (
+    SELECT locked.id FROM locked
     JOIN unnest(%s::bigint[], %s::bigint[]) AS g(id, version)
-      ON a.id = g.id AND (g.version IS NULL OR a.version = g.version)
-    ORDER BY a.id FOR UPDATE OF a
+      ON locked.id = g.id AND (g.version IS NULL OR locked.version = g.version)
 ), new_entry AS (
     INSERT INTO captable_entry ({columns}) SELECT {placeholders}
     WHERE (SELECT count(*) FROM guard) = %s
@@ -632,6 +686,7 @@ def _insert_in_one_statement(entry: Entry, legs: Sequence[Leg], guarded: Mapping
     )
     account_ids = sorted({leg.account.pk for leg in legs})
     params = [
+        account_ids,
         account_ids,
         [guarded.get(account_id) for account_id in account_ids],
         *values,
@@ -716,6 +771,9 @@ ORDER BY l.issued_at, p.lot_id
 def open_lots(holding: Account) -> list[OpenLot]:
     """The holding's lots with units left, oldest issue first (the FIFO order). Hand-written
     SQL: it runs inside every transfer and redemption."""
+    prefetched: list[OpenLot] | None = getattr(holding, "_open_lots", None)
+    if prefetched is not None:  # read with the account, in the same snapshot as its version
+        return prefetched
     rows = _fetch(_OPEN_LOTS_SQL, [holding.pk], prepared=True)
     return [
         OpenLot(lot_id, _aware(issued_at), int(quanta), int(cost))

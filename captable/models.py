@@ -165,11 +165,15 @@ class Lot(models.Model):
     """Units acquired together: the issue date (kept through transfers, for the resale lock)
     and the cost. Remaining quanta and cost are the sums of the lot's postings."""
 
-    holding = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="lots")
+    # Indexed by (holding, issued_at, id) below, the FIFO order; origin_lot is lineage only.
+    # Every index is written by every posting, so none is kept that a query does not use.
+    holding = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="lots", db_index=False
+    )
     acquired_by = models.ForeignKey(Entry, on_delete=models.PROTECT, related_name="lots_opened")
     issued_at = models.DateTimeField()
     origin_lot = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
     )
     quanta_acquired = models.BigIntegerField()
     cost_minor_acquired = models.BigIntegerField()
@@ -189,13 +193,22 @@ class Lot(models.Model):
 
 class Posting(models.Model):
     entry = models.ForeignKey(Entry, on_delete=models.PROTECT, related_name="postings")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="postings")
+    # account and lot are indexed by the Meta indexes below ((account, effective_at) serves
+    # lookups by account alone); their foreign keys add no second index.
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="postings", db_index=False
+    )
     asset = models.CharField(max_length=32)
     amount = models.BigIntegerField()
     # Cost basis moving with units on holding accounts (same sign as `amount`), else 0.
     cost_minor = models.BigIntegerField(default=0)
     lot = models.ForeignKey(
-        Lot, on_delete=models.PROTECT, null=True, blank=True, related_name="postings"
+        Lot,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="postings",
+        db_index=False,
     )
     # Copied from the entry so as-of queries read one table.
     effective_at = models.DateTimeField()

@@ -189,3 +189,21 @@ def test_verify_ledger_detects_a_chain_rewritten_without_the_key(small_ledger):
     assert not report.ok
     assert all("does not verify with the key" in problem for problem in report.problems)
     assert report.first_bad_entry_id is not None
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_the_hot_ledger_statements_are_prepared_on_the_connection():
+    # Django turns psycopg's prepared statements off unless its OPTIONS set a threshold, and
+    # psycopg then ignores the ledger's explicit prepare=True, silently: every posting was
+    # parsed and planned again. The settings enable them; this keeps it that way.
+    offering = offering_with_units(1_000)
+    alice, bob = investors(2)
+    issue(offering, alice, 100)
+    transfer(offering, alice, bob, 30)  # outside a transaction: the optimistic path
+    transfer(offering, bob, alice, 10)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("FROM captable_account a" in sql and "lots.ids" in sql for sql in prepared)
+    assert any("INSERT INTO captable_posting" in sql for sql in prepared)
