@@ -1,6 +1,8 @@
 """`manage.py demo` seeds through the services, runs an investor journey through closing, and
 can be run again and again."""
 
+import json
+import re
 from io import StringIO
 from unittest import mock
 
@@ -71,8 +73,8 @@ JOURNEY_STEPS = (
     "10. Dana signs the agreement",
     "11. Dana wires $3,000.00 quoting BB",
     "12. Alice wires $6,000.00 again quoting BB",
-    "13. staff@demo.brickbook.test prepares the close ($9,000.00 funded, target $5,000.00)",
-    "14. approver@demo.brickbook.test, a second member of staff, approves → offering closing",
+    "13. staff@demo.brickbook.example prepares the close ($9,000.00 funded, target $5,000.00)",
+    "14. approver@demo.brickbook.example, a second member of staff, approves → offering closing",
     "15. The close",
 )
 
@@ -180,10 +182,10 @@ def test_the_journey_ends_closed_with_the_units_issued_and_escrow_paid_out():
 def test_the_waitlisted_investor_ends_accepted_and_the_canceller_is_refunded():
     run_demo()
     offering = journey_offering()
-    dana = subscription_of(offering, "dana@demo.brickbook.test")
+    dana = subscription_of(offering, "dana@demo.brickbook.example")
     assert dana.status == SubscriptionStatus.ACCEPTED
     assert statuses_of(dana) == ["waitlisted", "reserved", "signed", "funded", "accepted"]
-    ben = subscription_of(offering, "ben@demo.brickbook.test")
+    ben = subscription_of(offering, "ben@demo.brickbook.example")
     assert statuses_of(ben) == ["reserved", "signed", "funded", "cancelled"]
     (ben_payment,) = Payment.objects.filter(subscription=ben)
     assert ben_payment.status == PaymentStatus.REFUNDED
@@ -193,7 +195,7 @@ def test_the_waitlisted_investor_ends_accepted_and_the_canceller_is_refunded():
 @embedded
 def test_the_bounced_payment_is_recorded_and_paid_again():
     run_demo()
-    alice = subscription_of(journey_offering(), "alice@demo.brickbook.test")
+    alice = subscription_of(journey_offering(), "alice@demo.brickbook.example")
     assert statuses_of(alice) == ["reserved", "signed", "funded", "signed", "funded", "accepted"]
     bounced, paid_again = Payment.objects.filter(subscription=alice).order_by("pk")
     assert bounced.status == PaymentStatus.RETURNED
@@ -214,9 +216,9 @@ def test_the_close_was_prepared_by_one_member_of_staff_and_approved_by_another()
     request = closing.close_request
     assert request is not None
     assert request.status == CloseRequestStatus.COMPLETED
-    assert request.requested_by.email == "staff@demo.brickbook.test"
+    assert request.requested_by.email == "staff@demo.brickbook.example"
     assert request.decided_by is not None
-    assert request.decided_by.email == "approver@demo.brickbook.test"
+    assert request.decided_by.email == "approver@demo.brickbook.example"
     assert closing.completed_at is not None
 
 
@@ -230,6 +232,26 @@ def test_a_second_run_creates_nothing_and_prints_the_same_summary():
     assert "The investor journey" not in second
     assert row_counts() == counts
     assert summary_of(second) == summary_of(first)
+
+
+@embedded
+def test_the_printed_sign_in_works_for_the_demo_accounts(client):
+    # The demo's addresses must be ones the API's email validation accepts (a reserved
+    # top-level domain such as .test is refused by POST /auth/token).
+    output = run_demo()
+    match = re.search(
+        r"Sign in: POST /api/v1/auth/token with any email above and password '([^']+)'", output
+    )
+    assert match is not None
+    for email in ("alice@demo.brickbook.example", "staff@demo.brickbook.example"):
+        assert email in output
+        response = client.post(
+            "/api/v1/auth/token",
+            data=json.dumps({"email": email, "password": match.group(1)}),
+            content_type="application/json",
+        )
+        assert response.status_code == 200, response.content
+        assert response.json()["token"]
 
 
 @embedded

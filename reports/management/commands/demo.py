@@ -87,9 +87,9 @@ from offerings.services import (
 from reports.demo_statements import demo_statements_dir, demo_statements_write
 
 DEMO_PASSWORD = "demo-password-2026"
-STAFF_EMAIL = "staff@demo.brickbook.test"
-APPROVER_EMAIL = "approver@demo.brickbook.test"  # the second pair of eyes on a close
-SPONSOR_EMAIL = "sponsor@demo.brickbook.test"
+STAFF_EMAIL = "staff@demo.brickbook.example"
+APPROVER_EMAIL = "approver@demo.brickbook.example"  # the second pair of eyes on a close
+SPONSOR_EMAIL = "sponsor@demo.brickbook.example"
 OFFERING_SLUG_PREFIX = "maple-court"
 JOURNEY_SLUG_PREFIX = "birch-street"
 
@@ -107,7 +107,7 @@ class DemoInvestor:
 
 
 ALICE = DemoInvestor(
-    "alice@demo.brickbook.test",
+    "alice@demo.brickbook.example",
     "Alice Accredited",
     "US",
     "CA",
@@ -117,7 +117,7 @@ ALICE = DemoInvestor(
     "accredited (income and net worth), verified for 506(c)",
 )
 BEN = DemoInvestor(
-    "ben@demo.brickbook.test",
+    "ben@demo.brickbook.example",
     "Ben Lowincome",
     "US",
     "TX",
@@ -127,7 +127,7 @@ BEN = DemoInvestor(
     "non-accredited, low income",
 )
 DANA = DemoInvestor(
-    "dana@demo.brickbook.test",
+    "dana@demo.brickbook.example",
     "Dana Rivera",
     "US",
     "NY",
@@ -137,7 +137,7 @@ DANA = DemoInvestor(
     "non-accredited, moderate income",
 )
 EVA = DemoInvestor(
-    "eva@demo.brickbook.test",
+    "eva@demo.brickbook.example",
     "Eva Beispiel",
     "DE",
     "",
