@@ -19,20 +19,39 @@ from common.money import (
 
 class StrictSchema(Schema):
     """Base for every input schema: an unknown field is a 422, never silently ignored, and so
-    is text the database cannot store: PostgreSQL refuses NUL characters (a 500, found by
-    tests/hardening/test_bad_input) and a lone surrogate cannot be encoded as UTF-8."""
+    is a value the database cannot store: PostgreSQL refuses NUL characters, a lone surrogate
+    cannot be encoded as UTF-8, SQLite refuses an integer beyond 64 bits (each was a 500,
+    found by tests/hardening/test_bad_input)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    # Before (the text as sent) and after (a float or a string that became an integer).
     @field_validator("*", mode="before")
     @classmethod
-    def _text_storable(cls, value: Any) -> Any:
-        if not _storable(value):
-            raise ValueError("text must be valid Unicode without NUL (\\u0000) characters")
-        return value
+    def _storable_as_sent(cls, value: Any) -> Any:
+        return _refuse_unstorable(value)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_as_parsed(cls, value: Any) -> Any:
+        return _refuse_unstorable(value)
+
+
+def _refuse_unstorable(value: Any) -> Any:
+    if not _storable(value):
+        raise ValueError(
+            "text must be valid Unicode without NUL (\\u0000) characters, "
+            "and whole numbers must fit in 64 bits"
+        )
+    return value
+
+
+INTEGER_MIN, INTEGER_MAX = -(2**63), 2**63 - 1
 
 
 def _storable(value: Any) -> bool:
+    if isinstance(value, int):
+        return INTEGER_MIN <= value <= INTEGER_MAX
     if isinstance(value, str):
         if "\x00" in value:
             return False

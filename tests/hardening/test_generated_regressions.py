@@ -109,6 +109,29 @@ def test_text_the_database_cannot_store_is_a_422(api_client: Client, reason: Any
     assert Sponsor.objects.get(pk=sponsor.pk).status == "pending"
 
 
+def test_an_integer_beyond_64_bits_is_a_422(api_client: Client) -> None:
+    # found by test_bad_input on SQLite: POST /transfers/forced with an offering_id of 10**40
+    # was a 500 (OverflowError: Python int too large to convert to SQLite INTEGER)
+    response = api_client.post(
+        "/api/v1/transfers/forced",
+        data=json.dumps(
+            {
+                "offering_id": 10**40,
+                "seller_investor_id": 1,
+                "buyer_investor_id": 2,
+                "units": "1",
+                "legal_basis": "court_order",
+                "reason": "x",
+                "document_reference": "x",
+            }
+        ),
+        content_type="application/json",
+        **bearer(new_user(is_staff=True)),  # type: ignore[arg-type]
+    )
+    assert response.status_code == 422, response.content
+    assert "64 bits" in response.json()["detail"]
+
+
 def test_the_waterfall_read_documents_its_409() -> None:
     # found: schemathesis ST103 "undocumented status code" as every signed-in role — the
     # read answers 409 while an offering has no waterfall terms
