@@ -24,6 +24,7 @@ from captable.models import (
     CloseRequest,
     CloseRequestStatusChange,
     Distribution,
+    DistributionReversal,
     DistributionStatusChange,
     EarlyClose,
     Entry,
@@ -34,6 +35,7 @@ from captable.models import (
     PaymentStatusChange,
     Payout,
     Posting,
+    ReinvestmentElection,
     ReversalRequest,
     ReversalRequestStatusChange,
     SealedEntry,
@@ -44,6 +46,9 @@ from captable.models import (
     TransferRequest,
     TransferRequestStatusChange,
     UnsealedEntry,
+    WaterfallTerms,
+    Withdrawal,
+    WithdrawalEvent,
 )
 from captable.selectors import captable_as_of
 from common.admin import ReadOnlyAdmin, ReadOnlyInline
@@ -664,3 +669,82 @@ class PayoutAdmin(ReadOnlyAdmin):
     list_filter = ("tax_form",)
     list_select_related = ("distribution", "investor", "entry")
     ordering = ("-distribution_id", "investor_id")
+
+
+@admin.register(DistributionReversal)
+class DistributionReversalAdmin(ReadOnlyAdmin):
+    """Prepared by one member of staff, approved by another (captable/distributions.py)."""
+
+    list_display = (
+        "distribution",
+        "prepared_by",
+        "prepared_at",
+        "approved_by",
+        "approved_at",
+        "entries_reversed",
+    )
+    list_select_related = ("distribution", "prepared_by", "approved_by")
+    ordering = ("-prepared_at", "-id")
+
+
+@admin.register(WaterfallTerms)
+class WaterfallTermsAdmin(ReadOnlyAdmin):
+    """Set by the sponsor or staff through PUT /offerings/{id}/waterfall."""
+
+    list_display = (
+        "offering",
+        "preferred_return_rate",
+        "pref_compounding",
+        "catch_up_sponsor_share",
+        "sponsor_profit_target",
+        "updated_by",
+        "updated_at",
+    )
+    list_select_related = ("offering", "updated_by")
+
+
+@admin.register(ReinvestmentElection)
+class ReinvestmentElectionAdmin(ReadOnlyAdmin):
+    list_display = ("investor", "offering", "is_enabled", "updated_at")
+    list_filter = ("is_enabled",)
+    list_select_related = ("investor", "offering")
+
+
+# --- withdrawals --------------------------------------------------------------------------------
+# Read-only: requested through POST /withdrawals, settled by the provider's signed webhook.
+
+
+@admin.register(Withdrawal)
+class WithdrawalAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "investor",
+        "amount",
+        "status",
+        "provider",
+        "provider_reference",
+        "requested_by",
+        "created_at",
+    )
+    list_filter = ("status", "provider")
+    list_select_related = ("investor", "requested_by")
+    ordering = ("-created_at", "-id")
+
+    @admin.display(description="Amount")
+    def amount(self, withdrawal: Withdrawal) -> str:
+        return _money(withdrawal.amount_minor, withdrawal.currency)
+
+
+@admin.register(WithdrawalEvent)
+class WithdrawalEventAdmin(ReadOnlyAdmin):
+    list_display = (
+        "provider",
+        "provider_event_id",
+        "event_type",
+        "withdrawal",
+        "outcome",
+        "received_at",
+    )
+    list_filter = ("provider", "event_type", "outcome")
+    list_select_related = ("withdrawal",)
+    ordering = ("-received_at", "-id")

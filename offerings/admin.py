@@ -9,12 +9,13 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from common.admin import ReadOnlyInline
+from common.admin import ReadOnlyAdmin, ReadOnlyInline
 from common.errors import DomainError
 from common.models import User
 from offerings import services
 from offerings.models import (
     Issuer,
+    NetAssetValue,
     Offering,
     OfferingDocument,
     OfferingStatus,
@@ -204,3 +205,20 @@ class SponsorMembershipAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ("role",)
     search_fields = ("sponsor__name", "user__email")
     raw_id_fields = ("sponsor", "user")
+
+
+@admin.register(NetAssetValue)
+class NetAssetValueAdmin(ReadOnlyAdmin):
+    """Append-only NAV history, posted by the sponsor or staff through POST
+    /offerings/{id}/nav (a correction is a new row)."""
+
+    list_display = (
+        "offering",
+        "effective_date",
+        "nav_per_unit_minor",
+        "currency",
+        "posted_by",
+        "posted_at",
+    )
+    list_select_related = ("offering", "posted_by")
+    ordering = ("-effective_date", "-posted_at")
