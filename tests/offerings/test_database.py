@@ -74,6 +74,7 @@ def test_postgresql_refuses_history_changes_with_its_trigger():
         )
         tables = [row[0] for row in cursor.fetchall()]
     assert tables == [
+        "offerings_netassetvalue",
         "offerings_offeringdocument",
         "offerings_offeringstatuschange",
         "offerings_sponsorstatuschange",
