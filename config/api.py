@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from django.core.exceptions import ObjectDoesNotExist
+from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError
@@ -127,6 +128,19 @@ def object_missing(request: HttpRequest, exc: ObjectDoesNotExist) -> HttpRespons
     the generated API tests: closing an unknown offering was a 500). Same answer as for any
     object the caller may not see."""
     return not_found(request, Http404())
+
+
+@api.exception_handler(DataError)
+@api.exception_handler(OverflowError)
+def value_out_of_range(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """The database (PostgreSQL: DataError; SQLite: the driver's OverflowError) refused a value
+    the request carried: a pagination offset beyond 64 bits was a 500 (schemathesis, GET
+    /sponsors?offset=10599510212877574209536). The statement failed: nothing was written."""
+    return api.create_response(
+        request,
+        {"detail": "A value in the request is out of range.", "code": "value_out_of_range"},
+        status=422,
+    )
 
 
 @api.exception_handler(HttpError)
