@@ -53,6 +53,9 @@ CAPTABLE_FILE_RESPONSES: dict[str, Any] = {
     "responses": {
         "200": {
             "content": {
+                # Listed again: this extra replaces the 200's content, JSON included (its
+                # absence made every JSON answer "undocumented" to schemathesis).
+                "application/json": {"schema": {"$ref": "#/components/schemas/CapTableOut"}},
                 "text/csv": {"schema": {"type": "string"}},
                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
                     "schema": {"type": "string", "format": "binary"}

@@ -137,3 +137,15 @@ def test_the_waterfall_read_documents_its_409() -> None:
     # read answers 409 while an offering has no waterfall terms
     responses = openapi_document()["paths"]["/api/v1/offerings/{offering_id}/waterfall"]["get"]
     assert "409" in responses["responses"]
+
+
+def test_the_cap_table_documents_json_beside_its_files() -> None:
+    # found by the schemathesis stress profile: GET /offerings/{id}/captable answered JSON
+    # (its default) while the document listed only CSV and XLSX for the 200
+    document = openapi_document()
+    content = document["paths"]["/api/v1/offerings/{offering_id}/captable"]["get"]["responses"][
+        "200"
+    ]["content"]
+    assert {"application/json", "text/csv"} <= set(content)
+    reference = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert reference in document["components"]["schemas"]
