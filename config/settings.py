@@ -130,7 +130,9 @@ DATABASES = {
         DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=True
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+    "DATABASE_PREPARED_STATEMENTS", True
+):
     # Django turns psycopg's prepared statements off (prepare_threshold None) for poolers, and
     # then psycopg ignores even an explicit prepare=True. Django's own queries go through
     # client-side-binding cursors, which never prepare; the ledger's hot statements ask for
@@ -138,8 +140,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # by repetition enables exactly those. Behind a pooler that cannot keep prepared
     # statements per client (PgBouncer in transaction mode before 1.21), set
     # DATABASE_PREPARED_STATEMENTS=0.
-    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
-        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000_000
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000_000
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
