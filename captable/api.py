@@ -8,7 +8,7 @@ time, and `@paginate` re-wraps the view, so string annotations could not be reso
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from ninja import Router, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 from ninja.params import HeaderEx, P
 
 from captable import transfers
@@ -27,6 +27,7 @@ from captable.schemas import (
 )
 from common.errors import NotAuthenticated, NotFound
 from common.models import User
+from common.pagination import BoundedLimitOffsetPagination
 from common.ratelimit import THROTTLED_RESPONSE, rate_limited
 from offerings.models import Offering
 
@@ -94,7 +95,7 @@ def transfer_create(
 
 
 @router.get("", response={200: list[TransferOut], **READ_ERRORS})
-@paginate(LimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
+@paginate(BoundedLimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
 def transfer_list(request: HttpRequest, status: str | None = None) -> QuerySet[TransferRequest]:
     """Your transfers as seller or buyer (staff: all), newest first; filter by `status`."""
     requests = transfers.transfer_requests_visible_to(user=actor_of(request))
@@ -180,7 +181,7 @@ def reversal_prepare(
 
 
 @ledger_router.get("/reversal-requests", response={200: list[ReversalRequestOut], **READ_ERRORS})
-@paginate(LimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
+@paginate(BoundedLimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
 def reversal_list(request: HttpRequest) -> QuerySet[ReversalRequest]:
     return transfers.reversal_requests(user=actor_of(request))
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 from pydantic import Field
 
 # Paying enqueues `captable.pay_distribution` through the outbox, which the embedded default
@@ -49,6 +49,7 @@ from captable.portfolio_api import portfolio_router
 from captable.schemas import READ_ERRORS, WRITE_ERRORS, OptionalReasonIn, ReasonIn
 from captable.withdrawals_api import withdrawals_router
 from common.errors import ValidationFailed
+from common.pagination import BoundedLimitOffsetPagination
 from common.schemas import ErrorOut, StrictSchema
 from offerings.nav_api import nav_router
 from offerings.selectors import offering_get
@@ -91,7 +92,7 @@ def distribution_declare(
 
 
 @distributions_router.get("/distributions", response={200: list[DistributionOut], **READ_ERRORS})
-@paginate(LimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
+@paginate(BoundedLimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
 def distribution_list(
     request: HttpRequest, offering_id: int | None = None, status: str | None = None
 ) -> QuerySet[Distribution]:

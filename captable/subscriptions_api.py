@@ -8,7 +8,7 @@ time, and `@paginate` re-wraps the view, so string annotations could not be reso
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from ninja import Router
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 from ninja.params import HeaderEx, P
 
 from captable import subscriptions
@@ -34,6 +34,7 @@ from common.auth import client_ip_of
 from common.errors import NotFound
 from common.idempotency import idempotent
 from common.models import User
+from common.pagination import BoundedLimitOffsetPagination
 from common.ratelimit import THROTTLED_RESPONSE, rate_limited
 from offerings.selectors import offerings_visible_to
 
@@ -89,7 +90,7 @@ def subscription_create(
 
 
 @subscriptions_router.get("/subscriptions", response={200: list[SubscriptionOut], **READ_ERRORS})
-@paginate(LimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
+@paginate(BoundedLimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
 def subscription_list(
     request: HttpRequest, status: str | None = None, offering_id: int | None = None
 ) -> QuerySet[Subscription]:

@@ -10,7 +10,7 @@ from datetime import datetime
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from ninja import Router
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 from ninja.params import HeaderEx, P
 from pydantic import BaseModel, Field
 
@@ -20,6 +20,7 @@ from captable.models import Withdrawal
 from captable.payments import WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER
 from captable.schemas import READ_ERRORS, WRITE_ERRORS
 from common.idempotency import idempotent
+from common.pagination import BoundedLimitOffsetPagination
 from common.schemas import ErrorOut, MoneyIn, MoneyOut, StrictSchema
 
 withdrawals_router = Router(tags=["withdrawals"])
@@ -86,7 +87,7 @@ def withdrawal_create(
 
 
 @withdrawals_router.get("/withdrawals", response={200: list[WithdrawalOut], **READ_ERRORS})
-@paginate(LimitOffsetPagination, max_limit=100)
+@paginate(BoundedLimitOffsetPagination, max_limit=100)
 def withdrawal_list(request: HttpRequest) -> list[WithdrawalOut]:
     """Your withdrawals, newest first."""
     rows: QuerySet[Withdrawal] = withdrawals.withdrawals_of(user=actor_of(request))

@@ -14,11 +14,12 @@ from django.core.cache import cache
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from ninja import File, Form, Query, Router, Status, UploadedFile
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from common.auth import OptionalBearerAuth
 from common.errors import NotAuthenticated
 from common.models import User
+from common.pagination import BoundedLimitOffsetPagination
 from common.schemas import ErrorOut
 from offerings import selectors, services
 from offerings.models import (
@@ -277,7 +278,7 @@ def sponsor_apply(request: HttpRequest, payload: SponsorApplyIn) -> Status[Spons
 
 
 @sponsors_router.get("", response={200: list[SponsorOut], **READ_ERRORS})
-@paginate(LimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
+@paginate(BoundedLimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
 def sponsor_list(request: HttpRequest, filters: Query[SponsorFilters]) -> QuerySet[Sponsor]:
     """Staff: every sponsor (filter `status=pending` for the review queue); others: their own."""
     return selectors.sponsor_list(user=actor_of(request), status=filters.status)
@@ -323,7 +324,7 @@ def issuer_create(request: HttpRequest, payload: IssuerIn) -> Status[Issuer]:
 
 
 @issuers_router.get("", response={200: list[IssuerOut], **READ_ERRORS})
-@paginate(LimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
+@paginate(BoundedLimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
 def issuer_list(request: HttpRequest) -> QuerySet[Issuer]:
     """The issuers of your approved sponsors."""
     return selectors.issuer_list(user=actor_of(request))
@@ -343,7 +344,7 @@ def property_create(request: HttpRequest, payload: PropertyIn) -> Status[Propert
 
 
 @properties_router.get("", response={200: list[PropertyOut], **READ_ERRORS})
-@paginate(LimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
+@paginate(BoundedLimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
 def property_list(request: HttpRequest) -> QuerySet[Property]:
     """The properties of your approved sponsors."""
     return selectors.property_list(user=actor_of(request))

@@ -10,10 +10,11 @@ from datetime import date, datetime
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 from pydantic import BaseModel, Field
 
 from common.errors import NotFound
+from common.pagination import BoundedLimitOffsetPagination
 from common.schemas import ErrorOut, MoneyIn, MoneyOut, StrictSchema, ValidationErrorOut
 from offerings import nav
 from offerings.api import actor_of
@@ -79,7 +80,7 @@ def nav_post(request: HttpRequest, offering_id: int, payload: NavIn) -> Status[N
 
 
 @nav_router.get("/offerings/{int:offering_id}/nav", response={200: list[NavOut], **ERRORS})
-@paginate(LimitOffsetPagination, max_limit=100)
+@paginate(BoundedLimitOffsetPagination, max_limit=100)
 def nav_list(request: HttpRequest, offering_id: int) -> list[NavOut]:
     """Every NAV posted, newest effective date first (corrections included)."""
     rows: QuerySet[NetAssetValue] = nav.nav_history(user=actor_of(request), offering_id=offering_id)

@@ -7,9 +7,10 @@ time, and `@paginate` re-wraps the view.
 from django.db.models import QuerySet
 from django.http import FileResponse, HttpRequest
 from ninja import Query, Router, Schema, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from common.auth import staff_required
+from common.pagination import BoundedLimitOffsetPagination
 from reports import selectors, services
 from reports.models import Statement
 from reports.schemas import READ_ERRORS, WRITE_ERRORS, StatementBatchIn, StatementOut, TaskOut
@@ -59,7 +60,7 @@ def task_detail(request: HttpRequest, task_id: int) -> TaskOut:
 
 
 @reports_router.get("/statements", response={200: list[StatementOut], **READ_ERRORS})
-@paginate(LimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
+@paginate(BoundedLimitOffsetPagination, max_limit=PAGE_SIZE_MAX)
 def statement_list(request: HttpRequest, filters: Query[StatementFilters]) -> QuerySet[Statement]:
     """Your statements, newest period first (staff: everyone's; filter by `investor_id`)."""
     return selectors.statement_list(
