@@ -149,3 +149,40 @@ def test_the_cap_table_documents_json_beside_its_files() -> None:
     assert {"application/json", "text/csv"} <= set(content)
     reference = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
     assert reference in document["components"]["schemas"]
+
+
+@pytest.mark.parametrize("sent", [False, True, "1200", 12.5])
+def test_an_integer_field_refuses_booleans_and_strings(api_client: Client, sent: Any) -> None:
+    # found by the schemathesis stress profile as a sponsor (ST201, "schema-violating request
+    # accepted"): POST /properties with "projected_cash_yield_bps": false was a 201, stored as 0
+    from offerings.models import Property
+    from tests.offerings.factories import approved_sponsor, member_of
+
+    headers = bearer(member_of(approved_sponsor(name="Harbor Realty")))
+    body = {
+        "name": "Harbor Point",
+        "address_line1": "9 Dock Rd",
+        "city": "Boston",
+        "country": "US",
+        "property_type": "office",
+        "projected_cash_yield_bps": sent,
+    }
+    response = api_client.post(
+        "/api/v1/properties",
+        data=json.dumps(body),
+        content_type="application/json",
+        **headers,  # type: ignore[arg-type]
+    )
+    assert response.status_code == 422, response.content
+    assert response.json()["errors"][0]["loc"][-1] == "projected_cash_yield_bps"
+    assert not Property.objects.exists()
+
+    body["projected_cash_yield_bps"] = 650  # the same request with a JSON integer is taken
+    accepted = api_client.post(
+        "/api/v1/properties",
+        data=json.dumps(body),
+        content_type="application/json",
+        **headers,  # type: ignore[arg-type]
+    )
+    assert accepted.status_code == 201, accepted.content
+    assert Property.objects.get().projected_cash_yield_bps == 650
