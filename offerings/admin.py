@@ -110,6 +110,8 @@ class PropertyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ("property_type", "country")
     search_fields = ("name", "city", "sponsor__name")
     raw_id_fields = ("sponsor", "created_by")
+    # The photo is checked and re-encoded by services.property_photo_set only.
+    readonly_fields = ("photo", "photo_alt_text")
 
 
 @admin.register(Offering)

@@ -19,6 +19,7 @@ migration 0002 for append-only history):
 - a status change of an offering or a sponsor is a compare-and-swap in `services.py` plus one
   `OfferingStatusChange` / `SponsorStatusChange` row; those rows and `OfferingDocument` rows
   are append-only (the database refuses UPDATE and DELETE on them);
+- a property's photo has a text alternative (`photo_alt_text`);
 - an issuer's `affiliate_of` points at the root of its group (groups are flat), so one query
   finds every issuer whose raises count towards the same 12-month exemption cap.
 """
@@ -203,6 +204,10 @@ class Property(models.Model):
     projected_cash_yield_bps = models.IntegerField(null=True, blank=True)
     projected_equity_multiple_bps = models.IntegerField(null=True, blank=True)
     projected_hold_months = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Written only by `services.property_photo_set`, which checks and re-encodes the image
+    # (offerings/photos.py); the name is the stored file's, never the uploader's.
+    photo = models.FileField(upload_to="properties/", max_length=300, blank=True)
+    photo_alt_text = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
@@ -223,6 +228,9 @@ class Property(models.Model):
                     purchase_price_currency__in=SUPPORTED_CURRENCIES,
                 ),
                 name="property_purchase_price_has_currency",
+            ),
+            models.CheckConstraint(
+                condition=Q(photo="") | ~Q(photo_alt_text=""), name="property_photo_has_alt_text"
             ),
         ]
 

@@ -22,7 +22,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.core.files.base import File
+from django.core.files.base import ContentFile, File
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -51,6 +52,7 @@ from offerings.models import (
     SponsorStatus,
     SponsorStatusChange,
 )
+from offerings.photos import alt_text_clean, photo_prepare
 from offerings.quantities import quanta_to_units, units_to_quanta
 from offerings.rules import (
     OfferingTerms,
@@ -212,9 +214,7 @@ class PropertyDetails:
     projected_hold_months: int | None = None
 
 
-def property_create(
-    *, actor: User, details: PropertyDetails, sponsor_id: int | None = None
-) -> Property:
+def _property_details_check(details: PropertyDetails) -> None:
     if (details.purchase_price_minor is None) != (details.purchase_price_currency == ""):
         raise ValidationFailed(
             "purchase_price needs both an amount and a currency.",
@@ -225,11 +225,90 @@ def property_create(
         raise ValidationFailed(
             "purchase_price must be positive.", code="price_not_positive", field="purchase_price"
         )
+    for name in ("name", "address_line1", "city"):
+        if not getattr(details, name).strip():
+            raise ValidationFailed(f"{name} must not be empty.", code="required", field=name)
+
+
+def _property_values(details: PropertyDetails) -> dict[str, Any]:
+    values = {field.name: getattr(details, field.name) for field in fields(details)}
+    values["country"] = details.country.upper()
+    return values
+
+
+def property_create(
+    *, actor: User, details: PropertyDetails, sponsor_id: int | None = None
+) -> Property:
+    _property_details_check(details)
     with transaction.atomic():
         owner_id = _sponsor_id_for(actor, sponsor_id)
-        values = {field.name: getattr(details, field.name) for field in fields(details)}
-        values["country"] = details.country.upper()
+        values = _property_values(details)
         return Property.objects.create(sponsor_id=owner_id, created_by=actor, **values)
+
+
+def _property_of_member(*, actor: User, property_id: int) -> Property:
+    """The property, locked, when `actor` is a member of its approved sponsor (else 404: a
+    property of another sponsor does not exist for them)."""
+    property_ = (
+        Property.objects.select_for_update()
+        .filter(pk=property_id, sponsor_id__in=sponsor_ids_of(actor))
+        .first()
+    )
+    if property_ is None:
+        raise NotFound(f"Property {property_id} not found.")
+    return property_
+
+
+def property_update(*, actor: User, property_id: int, details: PropertyDetails) -> Property:
+    """Replace a property's details (its key figures included). Only while every offering of
+    it is a draft: investors and staff rely on the figures of an offering once submitted."""
+    _property_details_check(details)
+    with transaction.atomic():
+        property_ = _property_of_member(actor=actor, property_id=property_id)
+        submitted = property_.offerings.exclude(status=OfferingStatus.DRAFT).first()
+        if submitted is not None:
+            raise Conflict(
+                f"The property is in offering {submitted.title!r}, which is {submitted.status}: "
+                "its figures can no longer change.",
+                code="property_in_submitted_offering",
+            )
+        for name, value in _property_values(details).items():
+            setattr(property_, name, value)
+        property_.save(update_fields=[*_property_values(details)])
+        # The offerings' list pages are cached on their `updated_at` (selectors).
+        property_.offerings.update(updated_at=timezone.now())
+    return property_
+
+
+def property_photo_set(
+    *, actor: User, property_id: int, file: File[Any], alt_text: str
+) -> Property:
+    """Give a property its photo (replacing any earlier one), checked by its content and
+    re-encoded (`offerings/photos.py`). A photo is not a term of the offering, so it may change
+    at any time. The file is stored before the transaction (slow I/O stays outside it) and
+    removed again if the row cannot be written; the replaced file is removed after commit."""
+    description = alt_text_clean(alt_text)
+    prepared = photo_prepare(file)
+    with transaction.atomic():  # 404 before anything is stored
+        _property_of_member(actor=actor, property_id=property_id)
+    stored_name = default_storage.save(
+        f"properties/{property_id}/photo-{prepared.sha256[:20]}.{prepared.extension}",
+        ContentFile(prepared.content),
+    )
+    try:
+        with transaction.atomic():
+            property_ = _property_of_member(actor=actor, property_id=property_id)
+            replaced = property_.photo.name
+            property_.photo.name = stored_name
+            property_.photo_alt_text = description
+            property_.save(update_fields=["photo", "photo_alt_text"])
+            property_.offerings.update(updated_at=timezone.now())
+    except BaseException:
+        default_storage.delete(stored_name)
+        raise
+    if replaced and replaced != stored_name:
+        default_storage.delete(replaced)
+    return property_
 
 
 # --- offerings: create and edit -----------------------------------------------------------------
