@@ -17,6 +17,7 @@ from offerings.models import Offering, OfferingStatus, PropertyType
 from offerings.quantities import cost_of_quanta_minor
 from offerings.selectors import OFFERING_LIST_COLUMNS, offerings_visible_to
 from portal.formatting import money_text
+from portal.photos import property_photo_url
 
 PAGE_SIZE = 60
 
@@ -29,6 +30,7 @@ SORTS: dict[str, tuple[str, str]] = {
     "target": ("Largest target", "-target_raise_minor"),
 }
 DEFAULT_SORT = "newest"
+PHOTO_COLUMNS = ("property__photo", "property__photo_alt_text")
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class OfferingCard:
     target: str
     progress_percent: int
     days_left: int
+    photo_url: str  # '' when the property has none: the card shows the placeholder
+    photo_alt_text: str
 
 
 def live_offerings(*, user: Any, filters: MarketplaceFilters) -> QuerySet[Offering]:
@@ -94,7 +98,7 @@ def marketplace_rows(
             / F("quanta_per_unit")
         )
         .order_by(order, "id")
-        .values(*OFFERING_LIST_COLUMNS)[offset : offset + limit]
+        .values(*OFFERING_LIST_COLUMNS, *PHOTO_COLUMNS)[offset : offset + limit]
     )
     return list(rows)
 
@@ -139,4 +143,6 @@ def card_of(row: dict[str, Any], now: datetime) -> OfferingCard:
         target=money_text(goal, currency),
         progress_percent=progress_percent(committed, goal),
         days_left=days_left(row["closes_at"], now),
+        photo_url=property_photo_url(row["property_id"], row["property__photo"]),
+        photo_alt_text=row["property__photo_alt_text"],
     )

@@ -4,13 +4,16 @@ selectors and rule packs the subscription service applies (nothing recomputed he
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from captable.models import Subscription
 from captable.subscription_selectors import (
     investor_offering_totals,
     reg_cf_invested_12_months_minor,
+    subscription_agreement_document,
 )
 from captable.subscriptions import subscription_fee_minor
 from common.models import User
@@ -58,6 +61,8 @@ class OwnLimit:
     currency: str
     reason: str
     rule_version: str
+    # ECSP has no cap: its figure is the amount above which the risk warning must be confirmed.
+    is_warning_threshold: bool = False
 
 
 def investor_of(user: Any) -> Investor | None:
@@ -87,6 +92,7 @@ def own_limit(*, investor: Investor, offering: Offering, now: datetime) -> OwnLi
         currency=decision.currency,
         reason=decision.reason,
         rule_version=decision.rule_version,
+        is_warning_threshold=offering.exemption == Exemption.EU_ECSP,
     )
 
 
@@ -123,3 +129,40 @@ def _needs_ecsp_warning(investor: Investor, offering: Offering, amount: int, now
         return False
     threshold = ecsp_warning_threshold(investor_facts(investor), now)
     return threshold.amount_allowed_minor is not None and amount > threshold.amount_allowed_minor
+
+
+# What the agreement's number line reads before the subscription exists.
+NUMBER_GIVEN_ON_SUBMIT = "Subscription: (numbered when you sign and subscribe)"
+
+
+@dataclass(frozen=True)
+class AgreementPreview:
+    """The subscription agreement as the investor reads it before subscribing: the text the
+    captable service will generate for these units, with the subscription's number not yet
+    known (and, under ECSP, the reflection deadline that starts when it is signed)."""
+
+    text: str
+    sha256: str
+
+
+def agreement_preview(*, investor: Investor, offering: Offering, quanta: int) -> AgreementPreview:
+    amount = cost_of_quanta_minor(
+        quanta,
+        price_per_unit_minor=offering.price_per_unit_minor,
+        quanta_per_unit=offering.quanta_per_unit,
+    )
+    unsaved = Subscription(
+        offering=offering,
+        investor=investor,
+        quanta=quanta,
+        amount_minor=amount,
+        fee_minor=subscription_fee_minor(offering, amount),
+        currency=offering.currency,
+    )
+    generated = subscription_agreement_document(unsaved).text
+    lines = [
+        NUMBER_GIVEN_ON_SUBMIT if line.startswith("Subscription: #") else line
+        for line in generated.splitlines()
+    ]
+    text = "\n".join(lines) + "\n"
+    return AgreementPreview(text=text, sha256=hashlib.sha256(text.encode()).hexdigest())

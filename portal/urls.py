@@ -5,7 +5,14 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from portal import views_account, views_dashboard, views_invest, views_public, views_sponsor
+from portal import (
+    photos,
+    views_account,
+    views_dashboard,
+    views_invest,
+    views_public,
+    views_sponsor,
+)
 from portal.auth_forms import ThrottledAuthenticationForm
 
 app_name = "portal"
@@ -60,6 +67,7 @@ _auth = [
 _investor = [
     path("", views_public.marketplace, name="marketplace"),
     path("offerings/<int:offering_id>/", views_public.offering_detail, name="offering"),
+    path("properties/<int:property_id>/photo/", photos.property_photo, name="property_photo"),
     path("offerings/<int:offering_id>/invest/", views_invest.invest_units, name="invest"),
     path(
         "offerings/<int:offering_id>/invest/review/",
@@ -111,6 +119,11 @@ _sponsor = [
         "sponsor/offerings/<int:offering_id>/edit/",
         views_sponsor.offering_edit,
         name="sponsor_offering_edit",
+    ),
+    path(
+        "sponsor/offerings/<int:offering_id>/photo/",
+        views_sponsor.property_photo_upload,
+        name="sponsor_property_photo",
     ),
     path(
         "sponsor/offerings/<int:offering_id>/submit/",

@@ -1,17 +1,29 @@
-"""The invest flow, on the subscription services in the order they allow:
+"""The invest flow, on the subscription services:
 
-    units → review (amount, fee, rule and limit left) + acknowledgements → subscribe (the
-    units are reserved, or the subscription waits on the waitlist) → sign the agreement →
-    funding instructions and status; cancel while the window is open.
+    units → review (amount, fee, rule and limit left) → acknowledgements → the subscription
+    agreement (its text and hash shown, the investor types their name) → ONE submit that
+    subscribes and signs → funding instructions and status; cancel while the window is open.
+
+The final submit runs `subscription_create` then `subscription_sign` in one transaction, so a
+refusal by either (over the limit, a wrong name, an agreement that changed since it was shown)
+writes nothing. Sold out: the subscription joins the waitlist unsigned and is signed on its
+own page once units are reserved for it.
+
+The agreement cannot be generated word for word before subscribing: its text carries the
+subscription's number (and, under ECSP, the reflection deadline that starts at signing). The
+review page shows the text with the number left open and the SHA-256 of that text; the submit
+regenerates it from the new subscription's figures and refuses a different hash, then signs
+the full text (number included), whose own hash is stored with the signature.
 
 Amounts are always recomputed on the server from the units and the offering's terms; the
-page never sends an amount. Subscribing is idempotent: the review page carries a one-time
+page never sends an amount. The submit is idempotent: the review page carries a one-time
 token that becomes the `Idempotency-Key` of `common/idempotency.py`, so a double click or a
 refresh of the POST replays the first result instead of subscribing twice."""
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 
 import orjson
@@ -32,14 +44,16 @@ from captable.subscription_selectors import (
 )
 from captable.subscriptions import subscription_cancel, subscription_create, subscription_sign
 from common.auth import client_ip_of
+from common.errors import Conflict, DomainError
 from common.idempotency import IDEMPOTENCY_HEADER, idempotent
+from common.models import User
 from investors.models import Investor
 from offerings.models import Offering
 from offerings.quantities import units_to_quanta
 from offerings.selectors import offering_get
-from portal.errors import Refused, or_404, refusals_as_messages
+from portal.errors import Refused, or_404, refusal_shown, refusals_as_messages
 from portal.forms import AcknowledgeForm, CancelForm, SignForm, UnitsForm
-from portal.offering_page import investor_of, own_limit, review_of
+from portal.offering_page import agreement_preview, investor_of, own_limit, review_of
 
 CANCELLABLE = (
     SubscriptionStatus.WAITLISTED,
@@ -97,7 +111,7 @@ def _review_page(
     investor: Investor,
     offering: Offering,
     units: Decimal,
-    form: AcknowledgeForm | None = None,
+    forms: tuple[AcknowledgeForm, SignForm] | None = None,
     status: int = 200,
 ) -> HttpResponse:
     now = timezone.now()
@@ -106,13 +120,19 @@ def _review_page(
             quanta = _quanta(units, offering)
     except Refused:
         return redirect("portal:invest", offering_id=offering.pk)
+    agreement = agreement_preview(investor=investor, offering=offering, quanta=quanta)
+    # The template writes the hash of the text on this page itself (never a stale one).
+    acknowledge_form, sign_form = forms or (AcknowledgeForm(), SignForm())
     context = {
         "offering": offering,
         "units": units,
         "review": review_of(investor=investor, offering=offering, quanta=quanta, now=now),
         "limit": own_limit(investor=investor, offering=offering, now=now),
         "deadline": cancel_deadline(offering=offering),
-        "form": form or AcknowledgeForm(),
+        "form": acknowledge_form,
+        "sign_form": sign_form,
+        "agreement": agreement,
+        "investor": investor,
         "token": secrets.token_urlsafe(24),
     }
     return render(request, "portal/invest_review.html", context, status=status)
@@ -124,52 +144,92 @@ def invest_subscribe(request: HttpRequest, offering_id: int) -> HttpResponse:
     investor = _investor_or_404(request)
     offering = or_404(offering_get, user=request.user, offering_id=offering_id)
     units_form = UnitsForm(request.POST)
-    form = AcknowledgeForm(request.POST)
+    acknowledge_form, sign_form = AcknowledgeForm(request.POST), SignForm(request.POST)
     token = request.POST.get("token", "")
     if not units_form.is_valid() or not token:
         return redirect("portal:invest", offering_id=offering.pk)
     units = units_form.cleaned_data["units"]
-    if not form.is_valid():
-        return _review_page(request, investor, offering, units, form, status=422)
+    forms = (acknowledge_form, sign_form)
+    if not (acknowledge_form.is_valid() and sign_form.is_valid()):
+        return _review_page(request, investor, offering, units, forms, status=422)
     try:
-        with refusals_as_messages(request):
-            subscription_id = _subscribe_once(
-                request,
-                offering=offering,
-                quanta=_quanta(units, offering),
-                acknowledged=form.cleaned_data["ecsp_warning"],
-                token=token,
-            )
-    except Refused:
-        return _review_page(request, investor, offering, units, form, status=422)
+        choice = Choice(
+            quanta=_quanta(units, offering),
+            acknowledged=acknowledge_form.cleaned_data["ecsp_warning"],
+            typed_name=sign_form.cleaned_data["typed_name"],
+            agreement_sha256=sign_form.cleaned_data["agreement_sha256"],
+        )
+        subscription_id = _subscribe_and_sign_once(request, offering=offering, choice=choice)
+    except DomainError as error:
+        refusal_shown(request, error, sign_form)
+        return _review_page(request, investor, offering, units, forms, status=422)
     return redirect("portal:subscription", subscription_id=subscription_id)
 
 
-def _subscribe_once(
-    request: HttpRequest, *, offering: Offering, quanta: int, acknowledged: bool, token: str
-) -> int:
+@dataclass(frozen=True)
+class Choice:
+    """What the investor submitted on the review page (never an amount)."""
+
+    quanta: int
+    acknowledged: bool
+    typed_name: str
+    agreement_sha256: str
+
+
+def _subscribe_and_sign_once(request: HttpRequest, *, offering: Offering, choice: Choice) -> int:
     """The API's idempotency (`common/idempotency.py`), keyed on the page's one-time token: the
-    first POST subscribes, a repeat of it (same token, same choices) gets the first
-    subscription back; the same token with other choices is refused (409)."""
+    first POST subscribes and signs, a repeat of it (same token, same choices) gets the first
+    subscription back; the same token with other choices is refused (409). The operation runs
+    inside the idempotency record's transaction: any refusal rolls all of it back."""
     keyed = HttpRequest()
     keyed.method = "POST"
     keyed.path = request.path
+    token = request.POST.get("token", "")
     keyed.META[f"HTTP_{IDEMPOTENCY_HEADER.upper().replace('-', '_')}"] = f"portal-{token}"
     # What the fingerprint covers: the choices, not the form's rotating CSRF token.
-    keyed._body = orjson.dumps({"quanta": quanta, "acknowledged": acknowledged})
+    keyed._body = orjson.dumps(asdict(choice))
     keyed.auth = request.user  # type: ignore[attr-defined]  # idempotent() keys on it
+    actor = request.user
+    assert isinstance(actor, User)  # login_required
 
     def operation() -> tuple[int, dict[str, int]]:
         subscription = subscription_create(
-            actor=request.user,  # type: ignore[arg-type]  # login_required
+            actor=actor,
             offering_id=offering.pk,
-            quanta=quanta,
-            risk_warning_acknowledged=acknowledged,
+            quanta=choice.quanta,
+            risk_warning_acknowledged=choice.acknowledged,
         )
+        _check_agreement_shown(subscription, choice.agreement_sha256)
+        if subscription.status == SubscriptionStatus.RESERVED:
+            subscription_sign(
+                actor=actor,
+                subscription_id=subscription.pk,
+                typed_name=choice.typed_name,
+                ip_address=client_ip_of(request),
+                # The full text (with the new number) is generated and hashed by the service in
+                # this same transaction, after the check that its terms are the ones shown.
+                agreement_sha256=None,
+            )
         return 201, {"subscription_id": subscription.pk}
 
     response = idempotent(keyed, operation=operation)
     return int(orjson.loads(response.content)["subscription_id"])
+
+
+def _check_agreement_shown(subscription: Subscription, shown_sha256: str) -> None:
+    """The agreement regenerated for the new subscription (number still open) is the one the
+    investor read; the offering row is locked by the reservation, so no document lands in
+    between."""
+    offering = Offering.objects.select_related("issuer").get(pk=subscription.offering_id)
+    current = agreement_preview(
+        investor=subscription.investor, offering=offering, quanta=subscription.quanta
+    )
+    if current.sha256 != shown_sha256.lower():
+        raise Conflict(
+            "The agreement changed since it was shown to you (the offering's documents or "
+            "terms changed): read it again below, then sign.",
+            code="agreement_changed",
+        )
 
 
 # --- one subscription ----------------------------------------------------------------------------
@@ -198,7 +258,11 @@ def _subscription_page(
         .order_by("-pk")
         .first()
     )
-    deadline = subscription.revocable_until or cancel_deadline(offering=offering)
+    # Cancellable until the exemption's deadline, or inside an ECSP reflection period that
+    # ends later (captable's `_check_cancel_window`): the later of the two.
+    deadline = max(
+        cancel_deadline(offering=offering), subscription.revocable_until or offering.opens_at
+    )
     context = {
         "subscription": subscription,
         "offering": offering,
@@ -209,6 +273,7 @@ def _subscription_page(
         if payment
         else None,
         "payments": subscription.payments.order_by("-pk"),
+        "signed": subscription.agreements.order_by("-signed_at", "-pk").first(),
         "cancel_deadline": deadline,
         "can_cancel": subscription.status in CANCELLABLE and timezone.now() < deadline,
         "cancel_form": CancelForm(),

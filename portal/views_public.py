@@ -20,6 +20,7 @@ from portal.marketplace import (
     marketplace_rows,
 )
 from portal.offering_page import EXEMPTION_IN_PLAIN_WORDS, investor_of, own_limit
+from portal.photos import property_photo_url
 
 
 def marketplace(request: HttpRequest) -> HttpResponse:
@@ -54,6 +55,7 @@ def offering_detail(request: HttpRequest, offering_id: int) -> HttpResponse:
     context = {
         "offering": offering,
         "property": offering.property,
+        "photo_url": property_photo_url(offering.property_id, offering.property.photo.name),
         "stats": offering_stats(offering=offering),
         "days_left": days_left(offering.closes_at, now),
         "is_live": offering.status == OfferingStatus.LIVE,

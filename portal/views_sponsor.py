@@ -1,7 +1,7 @@
 """The sponsor console: a sponsor's own offerings (a member of an approved sponsor sees only
-theirs; anyone else's is a 404), create and edit a draft with its property, submit it for
-review, follow the raise, declare a distribution and see its payouts, download the cap table
-(CSV / XLSX) and the cap-table report PDF."""
+theirs; anyone else's is a 404), create and edit a draft with its property (its key figures,
+and its photo at any time), submit it for review, follow the raise, declare a distribution and
+see its payouts, download the cap table (CSV / XLSX) and the cap-table report PDF."""
 
 from __future__ import annotations
 
@@ -27,23 +27,35 @@ from captable.distribution_selectors import (
 )
 from captable.distributions import distribution_declare
 from captable.models import Subscription, SubscriptionStatus
+from common.errors import DomainError
 from common.models import User
 from common.money import decimal_to_minor_units
 from offerings.models import Offering, OfferingStatus, SponsorStatus
 from offerings.selectors import sponsor_ids_of, sponsor_list
 from offerings.services import (
-    OfferingChanges,
     OfferingDraft,
-    PropertyDetails,
     issuer_create,
     offering_create,
     offering_submit,
-    offering_update,
     property_create,
+    property_photo_set,
     sponsor_apply,
 )
-from portal.errors import Refused, or_404, refusals_as_messages
-from portal.forms import DistributionForm, OfferingEditForm, OfferingForm, PropertyForm
+from portal.errors import Refused, or_404, refusal_shown, refusals_as_messages
+from portal.forms import (
+    DistributionForm,
+    OfferingForm,
+    OfferingTermsForm,
+    PropertyForm,
+    PropertyPhotoForm,
+)
+from portal.photos import property_photo_url
+from portal.sponsor_drafts import (
+    draft_save,
+    offering_initial,
+    property_details_of,
+    property_initial,
+)
 from reports.exports import captable_export_response
 from reports.kinds import StatementScope
 from reports.models import StatementKind
@@ -131,12 +143,12 @@ def offering_new(request: HttpRequest) -> HttpResponse:
     offering_form = OfferingForm(request.POST or None, prefix="offering")
     if request.method == "POST" and property_form.is_valid() and offering_form.is_valid():
         try:
-            with refusals_as_messages(request), transaction.atomic():
+            with transaction.atomic():
                 offering = _create_draft(
                     user, property_form.cleaned_data, offering_form.cleaned_data
                 )
-        except Refused:
-            pass
+        except DomainError as error:
+            refusal_shown(request, error, property_form, offering_form)
         else:
             messages.success(request, "Draft saved. Check it, then submit it for review.")
             return redirect("portal:sponsor_offering", offering_id=offering.pk)
@@ -151,19 +163,7 @@ def _create_draft(user: User, place: dict[str, Any], terms: dict[str, Any]) -> O
         jurisdiction_country=terms["issuer_country"].upper(),
         entity_type="llc",
     )
-    home = property_create(
-        actor=user,
-        details=PropertyDetails(
-            name=place["name"],
-            address_line1=place["address_line1"],
-            city=place["city"],
-            region=place["region"],
-            postal_code=place["postal_code"],
-            country=place["country"].upper(),
-            property_type=place["property_type"],
-            description=place["description"],
-        ),
-    )
+    home = property_create(actor=user, details=property_details_of(place))
     return offering_create(
         actor=user, draft=_draft(terms, property_id=home.pk, issuer_id=issuer.pk)
     )
@@ -171,7 +171,16 @@ def _create_draft(user: User, place: dict[str, Any], terms: dict[str, Any]) -> O
 
 @login_required
 def sponsor_offering(request: HttpRequest, offering_id: int) -> HttpResponse:
-    offering = _own_offering(request, offering_id)
+    return _console_page(request, _own_offering(request, offering_id))
+
+
+def _console_page(
+    request: HttpRequest,
+    offering: Offering,
+    *,
+    photo_form: PropertyPhotoForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
     subscriptions = list(
         Subscription.objects.filter(offering=offering).select_related("investor").order_by("pk")
     )
@@ -193,30 +202,59 @@ def sponsor_offering(request: HttpRequest, offering_id: int) -> HttpResponse:
         "is_draft": offering.status == OfferingStatus.DRAFT,
         "can_distribute": offering.status == OfferingStatus.CLOSED_FUNDED,
         "distribution_form": DistributionForm(),
+        "photo_form": photo_form or PropertyPhotoForm(),
+        "photo_url": property_photo_url(offering.property_id, offering.property.photo.name),
     }
-    return render(request, "portal/sponsor_offering.html", context)
+    return render(request, "portal/sponsor_offering.html", context, status=status)
 
 
 @login_required
 def offering_edit(request: HttpRequest, offering_id: int) -> HttpResponse:
+    """The draft offering and its property, saved together (one transaction)."""
     offering = _own_offering(request, offering_id)
-    initial = {"title": offering.title, "summary": offering.summary}
-    form = OfferingEditForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
-        changes = OfferingChanges(
-            title=form.cleaned_data["title"], summary=form.cleaned_data["summary"]
-        )
+    data = request.POST or None
+    property_form = PropertyForm(
+        data, prefix="property", initial=property_initial(offering.property)
+    )
+    terms_form = OfferingTermsForm(data, prefix="offering", initial=offering_initial(offering))
+    if request.method == "POST" and property_form.is_valid() and terms_form.is_valid():
         try:
-            with refusals_as_messages(request):
-                offering_update(actor=_user(request), offering_id=offering.pk, changes=changes)
-        except Refused:
-            pass
+            draft_save(
+                actor=_user(request),
+                offering=offering,
+                place=property_form.cleaned_data,
+                terms=terms_form.cleaned_data,
+            )
+        except DomainError as error:
+            refusal_shown(request, error, property_form, terms_form)
         else:
             messages.success(request, "Draft updated.")
             return redirect("portal:sponsor_offering", offering_id=offering.pk)
-    return render(
-        request, "portal/sponsor_offering_edit.html", {"offering": offering, "form": form}
-    )
+    context = {"offering": offering, "property_form": property_form, "terms_form": terms_form}
+    status = 422 if request.method == "POST" else 200
+    return render(request, "portal/sponsor_offering_edit.html", context, status=status)
+
+
+@login_required
+@require_POST
+def property_photo_upload(request: HttpRequest, offering_id: int) -> HttpResponse:
+    """The photo of the offering's property (at any status: a photo is not a term)."""
+    offering = _own_offering(request, offering_id)
+    form = PropertyPhotoForm(request.POST, request.FILES)
+    if form.is_valid():
+        try:
+            property_photo_set(
+                actor=_user(request),
+                property_id=offering.property_id,
+                file=form.cleaned_data["photo"],
+                alt_text=form.cleaned_data["photo_alt_text"],
+            )
+        except DomainError as error:
+            refusal_shown(request, error, form)
+        else:
+            messages.success(request, "Photo saved.")
+            return redirect("portal:sponsor_offering", offering_id=offering.pk)
+    return _console_page(request, offering, photo_form=form, status=422)
 
 
 @login_required

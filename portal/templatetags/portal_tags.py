@@ -35,8 +35,18 @@ def percent_bps(basis_points: int | None) -> str:
     """Basis points as a percentage: 1450 → '14.50%'."""
     if basis_points is None:
         return "—"
-    whole, rest = divmod(int(basis_points), 100)
-    return f"{whole}.{rest:02d}%"
+    sign = "-" if basis_points < 0 else ""
+    whole, rest = divmod(abs(int(basis_points)), 100)
+    return f"{sign}{whole}.{rest:02d}%"
+
+
+@register.filter
+def multiple_bps(basis_points: int | None) -> str:
+    """An equity multiple in basis points of one times: 18500 → '1.85' and the times sign."""
+    if basis_points is None:
+        return "—"
+    whole, rest = divmod(int(basis_points), 10_000)
+    return f"{whole}.{rest // 100:02d}\u00d7"
 
 
 @register.filter

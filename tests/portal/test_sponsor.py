@@ -3,9 +3,12 @@ download the cap table; another sponsor's offering is a 404."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -47,6 +50,14 @@ def _draft_form() -> dict[str, str]:
     }
 
 
+def _edit_form(**changes: str) -> dict[str, str]:
+    """The edit page's form: the draft's property and terms (no issuer: it is kept)."""
+    form = {name: value for name, value in _draft_form().items() if "issuer" not in name} | {
+        "offering-max_investment_units": "4000"
+    }
+    return form | {name.replace("__", "-"): value for name, value in changes.items()}
+
+
 def test_sponsor_creates_edits_and_submits_a_draft():
     member = member_of(approved_sponsor())
     client = signed_in(member)
@@ -56,16 +67,137 @@ def test_sponsor_creates_edits_and_submits_a_draft():
     assert offering.status == OfferingStatus.DRAFT
     assert offering.price_per_unit_minor == 250_00
     assert offering.property.city == "Portland"
-    client.post(
-        reverse("portal:sponsor_offering_edit", args=[offering.pk]),
-        {"title": "Harbor Lofts — first round", "summary": "Updated."},
-    )
+    edit = reverse("portal:sponsor_offering_edit", args=[offering.pk])
+    saved = client.post(edit, _edit_form(offering__title="Harbor Lofts — first round"))
+    assert saved.status_code == 302
     client.post(reverse("portal:sponsor_offering_submit", args=[offering.pk]))
     offering.refresh_from_db()
     assert offering.title == "Harbor Lofts — first round"
     assert offering.status == OfferingStatus.IN_REVIEW
     page = client.get(reverse("portal:sponsor_home")).content.decode()
     assert "Harbor Lofts — first round" in page
+
+
+def _new_draft(client: Client) -> Offering:
+    assert client.post(reverse("portal:sponsor_offering_new"), _draft_form()).status_code == 302
+    return Offering.objects.get(title="Harbor Lofts — community round")
+
+
+def test_the_edit_page_shows_the_draft_and_its_property_as_they_are():
+    client = signed_in(member_of(approved_sponsor()))
+    offering = _new_draft(client)
+    page = client.get(reverse("portal:sponsor_offering_edit", args=[offering.pk]))
+    text = page.content.decode()
+    assert 'name="property-address_line1" value="9 Harbor Way"' in text
+    assert 'name="offering-price_per_unit" value="250.00"' in text
+    assert 'name="offering-units_authorized" value="4000"' in text
+    local_opens = offering.opens_at.astimezone(ZoneInfo("America/Los_Angeles"))
+    assert f'value="{local_opens:%Y-%m-%dT%H:%M}"' in text
+
+
+def test_editing_a_draft_changes_its_terms_and_its_propertys_key_figures():
+    client = signed_in(member_of(approved_sponsor()))
+    offering = _new_draft(client)
+    form = _edit_form(
+        property__address_line1="11 Harbor Way",
+        property__city="Salem",
+        property__property_type="multifamily",
+        property__year_built="1924",
+        property__square_feet="48000",
+        property__unit_count="36",
+        property__purchase_price="6500000.00",
+        property__purchase_price_currency="USD",
+        property__projected_irr="14.25",
+        property__projected_cash_yield="-1.5",
+        property__projected_equity_multiple="1.85",
+        property__projected_hold_months="60",
+        offering__price_per_unit="200.00",
+        offering__max_raise="800000.00",
+    )
+    response = client.post(reverse("portal:sponsor_offering_edit", args=[offering.pk]), form)
+    assert response.status_code == 302
+    offering.refresh_from_db()
+    home = offering.property
+    assert (home.address_line1, home.city, home.property_type) == (
+        "11 Harbor Way",
+        "Salem",
+        "multifamily",
+    )
+    assert (home.year_built, home.square_feet, home.unit_count) == (1924, 48000, 36)
+    assert (home.purchase_price_minor, home.purchase_price_currency) == (6_500_000_00, "USD")
+    assert home.projected_irr_bps == 1425
+    assert home.projected_cash_yield_bps == -150
+    assert home.projected_equity_multiple_bps == 18500
+    assert home.projected_hold_months == 60
+    assert (offering.price_per_unit_minor, offering.max_raise_minor) == (200_00, 800_000_00)
+    # the figures as investors will read them
+    page = signed_in(member_of(offering.sponsor)).get(
+        reverse("portal:offering", args=[offering.pk])
+    )
+    text = page.content.decode()
+    for shown in (
+        "1924",
+        "48000 sq ft",
+        "$6,500,000.00",
+        "14.25%",
+        "-1.50%",
+        "1.85\u00d7",
+        "60 months",
+    ):
+        assert shown in text, shown
+
+
+def test_a_refused_edit_shows_each_error_under_its_field_and_writes_nothing():
+    client = signed_in(member_of(approved_sponsor()))
+    offering = _new_draft(client)
+    url = reverse("portal:sponsor_offering_edit", args=[offering.pk])
+    # shape errors (the form) on both parts at once
+    response = client.post(
+        url, _edit_form(property__year_built="1200", offering__price_per_unit="abc")
+    )
+    assert response.status_code == 422
+    errors = _field_errors(response.content.decode())
+    assert "year_built" in errors
+    assert "price_per_unit" in errors
+    # a rule (the service): a target above the maximum raise, with a new city that must not stick
+    response = client.post(
+        url, _edit_form(property__city="Salem", offering__target_raise="2000000.00")
+    )
+    assert response.status_code == 422
+    errors = _field_errors(response.content.decode())
+    assert "target_raise" in errors
+    # a purchase price without its currency
+    response = client.post(
+        url, _edit_form(property__purchase_price="10.00", property__purchase_price_currency="")
+    )
+    assert "purchase_price_currency" in _field_errors(response.content.decode())
+    offering.refresh_from_db()
+    assert offering.property.city == "Portland"
+    assert offering.target_raise_minor == 250_000_00
+
+
+def _field_errors(page: str) -> dict[str, str]:
+    """Django's form errors, keyed by the field they are rendered with (id_<prefix>-<name>)."""
+    errors = {}
+    for match in re.finditer(
+        r'<ul class="errorlist" id="id_\w+-(\w+)_error">(.*?)</ul>', page, re.DOTALL
+    ):
+        errors[match[1]] = re.sub(r"<[^>]+>", "", match[2]).strip()
+    return errors
+
+
+def test_a_submitted_offerings_property_can_no_longer_be_edited():
+    client = signed_in(member_of(approved_sponsor()))
+    offering = _new_draft(client)
+    client.post(reverse("portal:sponsor_offering_submit", args=[offering.pk]))
+    response = client.post(
+        reverse("portal:sponsor_offering_edit", args=[offering.pk]),
+        _edit_form(property__city="Salem"),
+    )
+    assert response.status_code == 422
+    assert "can no longer change" in response.content.decode()
+    offering.refresh_from_db()
+    assert offering.property.city == "Portland"
 
 
 def test_a_refused_draft_writes_nothing():
