@@ -61,6 +61,17 @@ class Formatter:
         """A percentage already in percent (12.5 → '12.5000 %' in the locale's style)."""
         return format_decimal(value, format="#,##0.0000", locale=self.locale) + "\u00a0%"
 
+    def ratio_percent(self, value: Decimal) -> str:
+        """A rate as a fraction (an IRR: 0.1234 → '12.34 %'), two places, half to even as
+        the dashboard rounds it."""
+        shown = (value * 100).quantize(Decimal("0.01"))
+        return format_decimal(shown, format="#,##0.00", locale=self.locale) + "\u00a0%"
+
+    def multiple(self, value: Decimal) -> str:
+        """An equity multiple: 1.45 → '1.45' and the multiplication sign."""
+        shown = value.quantize(Decimal("0.01"))
+        return format_decimal(shown, format="#,##0.00", locale=self.locale) + "\u00d7"
+
     def basis_points(self, value: int) -> str:
         """A rate in basis points as a short percentage: 2400 → '24 %', 1250 → '12.5 %'."""
         percent = Decimal(value).scaleb(-2)

@@ -15,12 +15,14 @@ from typing import Any, Protocol
 
 from captable.selectors import percent_of
 from common.errors import NotFound, ValidationFailed
+from common.money import decimal_to_minor_units
 from investors.models import Investor
 from offerings.models import Offering
 from reports.event_statements import payouts_paid_in, tax_lines
 from reports.formatting import Formatter
 from reports.models import StatementKind
 from reports.periods import Period
+from reports.returns import IrrUnavailable, Returns, Valuation
 from reports.statements import (
     CapTableReport,
     Fingerprint,
@@ -167,6 +169,58 @@ def _distributions_context(lines: tuple[TaxLine, ...], fmt: Formatter) -> list[d
     ]
 
 
+NOT_AVAILABLE = "n/a"
+IRR_UNAVAILABLE_REASONS = {
+    IrrUnavailable.NOTHING_INVESTED: "nothing invested yet",
+    IrrUnavailable.UNDER_A_YEAR: "shown after 1 year",
+    IrrUnavailable.NOT_COMPUTABLE: "no rate solves these cash flows",
+}
+
+
+def _returns_context(returns: Returns, fmt: Formatter) -> dict[str, Any]:
+    currency = returns.currency
+    multiple = returns.equity_multiple
+    irr_reason = IRR_UNAVAILABLE_REASONS.get(returns.irr_unavailable, "")
+    return {
+        "contributed": fmt.money(returns.contributed_minor, currency),
+        "income": fmt.money(returns.income_minor, currency),
+        "return_of_capital": fmt.money(returns.return_of_capital_minor, currency),
+        "distributed": fmt.money(returns.distributed_minor, currency),
+        "capital_out": (
+            fmt.money(returns.capital_out_minor, currency) if returns.capital_out_minor else ""
+        ),
+        "value": fmt.money(returns.value_minor, currency),
+        "multiple": fmt.multiple(multiple) if multiple is not None else NOT_AVAILABLE,
+        "multiple_note": "" if multiple is not None else "nothing invested yet",
+        "irr": fmt.ratio_percent(returns.irr) if returns.irr is not None else NOT_AVAILABLE,
+        "irr_note": irr_reason,
+        "since": fmt.date(returns.first_flow_on) if returns.first_flow_on else "",
+        "chart": _chart_context(returns, fmt),
+    }
+
+
+def _chart_context(returns: Returns, fmt: Formatter) -> dict[str, Any] | None:
+    """The dashboard's chart (`portal/chart.py`: integer coordinates in a 640 by 180 box)."""
+    chart = returns.chart
+    if chart is None:
+        return None
+    return {
+        "points": chart.points,
+        "dots": chart.dots,
+        "peak": fmt.money(decimal_to_minor_units(chart.peak, returns.currency), returns.currency),
+        "first_day": fmt.date(chart.first_day),
+        "last_day": fmt.date(chart.last_day),
+        "value": fmt.money(returns.value_minor, returns.currency),
+    }
+
+
+def _valuation_text(valuation: Valuation, currency: str, fmt: Formatter) -> str:
+    price = fmt.money(valuation.per_unit_minor, currency)
+    if valuation.basis == "nav" and valuation.nav_date is not None:
+        return f"{price} NAV of {fmt.date(valuation.nav_date)}"
+    return f"{price} offering price (no NAV yet)"
+
+
 def _investor_periodic_context(data: InvestorPeriodicStatement, fmt: Formatter) -> dict[str, Any]:
     heading, dates = _period_text(data.period, fmt)
     investor = data.investor
@@ -194,19 +248,30 @@ def _investor_periodic_context(data: InvestorPeriodicStatement, fmt: Formatter) 
                 "contributions": fmt.money(section.contributions_minor, currency),
                 "refunds": fmt.money(section.refunds_minor, currency),
                 "released": fmt.money(section.released_to_issuer_minor, currency),
+                "income": fmt.money(section.income_minor, currency),
+                "return_of_capital": fmt.money(section.return_of_capital_minor, currency),
+                "valuation": _valuation_text(section.valuation, currency, fmt),
+                "returns": _returns_context(section.returns, fmt),
                 "transactions": [
                     _line(line, currency, per_unit, zone, fmt) for line in section.transactions
                 ],
             }
         )
-    cash_zone = platform_time_zone()
+    zones = sorted({s.offering.time_zone for s in data.sections})
+    zones += [c.time_zone for c in data.cash_accounts if c.time_zone not in zones]
+    end = fmt.date(data.period.end)
     return {
         "title": "Investor statement",
         "running_subject": investor.legal_name,
         "period_label": data.period.label,
         "period_text": heading,
         "period_range": dates,
-        "as_of_text": f"the end of {fmt.date(data.period.end)} in each offering's time zone",
+        "as_of_text": (
+            f"the end of {end} in {zones[0]}"
+            if len(zones) == 1
+            else f"the end of {end} in each offering's time zone; available cash in "
+            f"{platform_time_zone()}"
+        ),
         "investor": {
             "legal_name": investor.legal_name,
             "email": investor.email,
@@ -225,13 +290,18 @@ def _investor_periodic_context(data: InvestorPeriodicStatement, fmt: Formatter) 
             }
             for total in data.totals
         ],
+        "currency_returns": [
+            {"currency": r.currency, **_returns_context(r, fmt)} for r in data.currency_returns
+        ],
+        "closing_date": fmt.date(data.period.end),
         "cash_accounts": [
             {
                 "currency": cash.currency,
                 "opening": fmt.money(cash.opening_minor, cash.currency),
                 "closing": fmt.money(cash.closing_minor, cash.currency),
+                "time_zone": cash.time_zone,
                 "transactions": [
-                    _line(line, cash.currency, 1, cash_zone, fmt) for line in cash.transactions
+                    _line(line, cash.currency, 1, cash.time_zone, fmt) for line in cash.transactions
                 ],
             }
             for cash in data.cash_accounts

@@ -103,6 +103,56 @@ def payouts_with_entries_between(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PaidPayoutRow:
+    """A payout as the ledger paid it: its entry, when it took effect, its split, and the
+    entry that reversed it (an undone distribution), if any."""
+
+    payout_id: int
+    offering_id: int
+    entry_id: int
+    paid_at: datetime
+    income_minor: int
+    return_of_capital_minor: int
+    reversal_entry_id: int | None
+    reversed_at: datetime | None
+
+
+def payouts_paid_until(*, investor_id: int, until: datetime) -> list[PaidPayoutRow]:
+    """Every payout of the investor whose ledger entry took effect up to `until`, oldest
+    first, with its reversal (whenever that took effect: the caller cuts it as of a moment)."""
+    rows = (
+        Payout.objects.filter(
+            investor_id=investor_id, entry__isnull=False, entry__effective_at__lte=until
+        )
+        .order_by("entry__effective_at", "pk")
+        .values_list(
+            "pk",
+            "distribution__offering_id",
+            "entry_id",
+            "entry__effective_at",
+            "income_minor",
+            "return_of_capital_minor",
+            "entry__reversed_by__id",
+            "entry__reversed_by__effective_at",
+        )
+    )
+    return [PaidPayoutRow(*row) for row in rows]
+
+
+def investor_postings_of_entries(
+    *, investor_id: int, entry_ids: list[int]
+) -> list[tuple[int, int, int]]:
+    """(id, amount, cost) of these entries' postings on the investor's own accounts."""
+    if not entry_ids:
+        return []
+    return list(
+        Posting.objects.filter(entry_id__in=entry_ids, account__investor_id=investor_id)
+        .order_by("pk")
+        .values_list("pk", "amount", "cost_minor")
+    )
+
+
 def entry_counterpart_kinds(
     *, entry_ids: list[int], own_account_ids: list[int]
 ) -> dict[int, frozenset[str]]:

@@ -31,10 +31,11 @@ from captable.selectors import (
 from common.errors import Conflict
 from investors.models import Investor
 from offerings.models import Offering
-from reports import selectors
+from reports import returns, selectors
 from reports.formatting import locale_for_country
 from reports.periods import Period
-from reports.selectors import PostingRow
+from reports.returns import Returns, Valuation
+from reports.selectors import PaidPayoutRow, PostingRow
 
 FINGERPRINT_DOMAIN = b"brickbook/statement-postings/v1\n"
 
@@ -89,8 +90,17 @@ def platform_details() -> PlatformDetails:
 
 
 def platform_time_zone() -> str:
-    """Where investor-level figures (available cash) are cut: offerings use their own zone."""
+    """Where investor-level figures (available cash) are cut when the investor's offerings are
+    in more than one time zone: offerings use their own zone."""
     return str(getattr(settings, "REPORTS_TIME_ZONE", settings.TIME_ZONE))
+
+
+def cash_time_zone(offering_time_zones: Iterable[str]) -> str:
+    """Available cash is cut and dated in the zone of the offerings shown when they share one
+    (the usual case), so a distribution paid late in the evening is on the same day in the
+    distributions table and in the cash table; the platform's zone otherwise."""
+    zones = set(offering_time_zones)
+    return zones.pop() if len(zones) == 1 else platform_time_zone()
 
 
 def require_period_over(period: Period) -> None:
@@ -189,12 +199,19 @@ class OfferingSection:
     contributions_minor: int
     refunds_minor: int
     released_to_issuer_minor: int
+    # Payouts paid in the period (gross, by kind).
+    income_minor: int
+    return_of_capital_minor: int
     transactions: tuple[TransactionLine, ...]
+    # Since the first investment, as of the period's end (`reports/returns.py`).
+    valuation: Valuation
+    returns: Returns
 
 
 @dataclass(frozen=True)
 class CashSection:
     currency: str
+    time_zone: str
     opening_as_of: datetime
     closing_as_of: datetime
     opening_minor: int
@@ -219,8 +236,9 @@ class InvestorPeriodicStatement:
     sections: tuple[OfferingSection, ...]
     cash_accounts: tuple[CashSection, ...]
     fingerprint: Fingerprint
-    # The payouts paid in the period (`reports/kinds.py` adds them; IRR, equity multiple and
-    # NAV are not on the statement yet).
+    # Per currency: every offering's flows and value together, as one investment.
+    currency_returns: tuple[Returns, ...] = ()
+    # The payouts paid in the period (`reports/kinds.py` adds them).
     distributions: tuple[TaxLine, ...] = ()
 
     @property
@@ -340,6 +358,7 @@ def _offering_section(
     *,
     positions: _Positions,
     rows: list[PostingRow],
+    payouts: list[PaidPayoutRow],
     counterparts: dict[int, frozenset[str]],
     escrow: Account | None,
 ) -> OfferingSection:
@@ -349,6 +368,11 @@ def _offering_section(
     held_closing = positions.of(offering.pk, closing)
     during = [r for r in rows if opening < r.effective_at <= closing]
     contributions, refunds, released = escrow_flows(during, counterparts)
+    paid_in_period = [
+        p for p in payouts if opening < p.paid_at and returns.payout_counts(p, closing)
+    ]
+    valuation = returns.valuation_on(offering, period.end)
+    zone, currency = offering.time_zone, offering.currency
     section = OfferingSection(
         offering=offering_details(offering),
         opening_as_of=opening,
@@ -362,7 +386,21 @@ def _offering_section(
         contributions_minor=contributions,
         refunds_minor=refunds,
         released_to_issuer_minor=released,
+        income_minor=sum(p.income_minor for p in paid_in_period),
+        return_of_capital_minor=sum(p.return_of_capital_minor for p in paid_in_period),
         transactions=transaction_lines(during, counterparts),
+        valuation=valuation,
+        returns=returns.returns_as_of(
+            units=returns.unit_flows(rows, closing=closing, time_zone=zone, currency=currency),
+            payouts=returns.payout_flows(
+                payouts, closing=closing, time_zone=zone, currency=currency
+            ),
+            value_minor=returns.value_minor(
+                held_closing.quanta, valuation, offering.quanta_per_unit
+            ),
+            currency=currency,
+            as_of=period.end,
+        ),
     )
     _check_section(section)
     return section
@@ -385,8 +423,52 @@ def _check_section(section: OfferingSection) -> None:
 
 def _has_anything(section: OfferingSection) -> bool:
     return bool(
-        section.transactions or section.units_opening_quanta or section.escrow_opening_minor
+        section.transactions
+        or section.units_opening_quanta
+        or section.escrow_opening_minor
+        or section.income_minor
+        or section.return_of_capital_minor
     )
+
+
+def _currency_returns(
+    sections: list[OfferingSection],
+    period: Period,
+    *,
+    rows: list[PostingRow],
+    payouts: list[PaidPayoutRow],
+) -> tuple[Returns, ...]:
+    """Every offering in one currency as one investment (as the dashboard's totals)."""
+    totals = []
+    for currency in sorted({s.offering.currency for s in sections}):
+        group = [s for s in sections if s.offering.currency == currency]
+        units, paid = [], []
+        for section in group:
+            offering_id, zone = section.offering.offering_id, section.offering.time_zone
+            closing = section.closing_as_of
+            units += returns.unit_flows(
+                [r for r in rows if r.offering_id == offering_id],
+                closing=closing,
+                time_zone=zone,
+                currency=currency,
+            )
+            paid += returns.payout_flows(
+                [p for p in payouts if p.offering_id == offering_id],
+                closing=closing,
+                time_zone=zone,
+                currency=currency,
+            )
+        totals.append(
+            returns.returns_as_of(
+                units=units,
+                payouts=paid,
+                value_minor=sum(s.returns.value_minor for s in group),
+                currency=currency,
+                as_of=period.end,
+                with_chart=False,
+            )
+        )
+    return tuple(totals)
 
 
 def _cash_section(
@@ -395,12 +477,13 @@ def _cash_section(
     *,
     rows: list[PostingRow],
     counterparts: dict[int, frozenset[str]],
+    zone: str,
 ) -> CashSection:
-    zone = platform_time_zone()
     opening, closing = period.start_instant(zone), period.end_instant(zone)
     during = [r for r in rows if r.account_id == account.pk and opening < r.effective_at <= closing]
     section = CashSection(
         currency=account.asset,
+        time_zone=zone,
         opening_as_of=opening,
         closing_as_of=closing,
         opening_minor=account_balance_as_of(account=account, as_of=opening),
@@ -437,6 +520,11 @@ def investor_periodic_statement(
         entry_ids=sorted({r.entry_id for r in rows}), own_account_ids=[a.pk for a in accounts]
     )
     escrows = {a.offering_id: a for a in accounts if a.kind == AccountKind.ESCROW}
+    payouts = [
+        p
+        for p in selectors.payouts_paid_until(investor_id=investor.pk, until=max(cutoffs))
+        if p.offering_id in offerings
+    ]
     positions = _Positions(investor)
     sections = [
         _offering_section(
@@ -444,19 +532,22 @@ def investor_periodic_statement(
             period,
             positions=positions,
             rows=[r for r in rows if r.offering_id == offering_id],
+            payouts=[p for p in payouts if p.offering_id == offering_id],
             counterparts=counterparts,
             escrow=escrows.get(offering_id),
         )
         for offering_id in sorted(offerings)
     ]
     sections = [s for s in sections if _has_anything(s)]
+    cash_zone = cash_time_zone(s.offering.time_zone for s in sections)
     cash = [
-        _cash_section(a, period, rows=rows, counterparts=counterparts)
+        _cash_section(a, period, rows=rows, counterparts=counterparts, zone=cash_zone)
         for a in accounts
         if a.kind == AccountKind.CASH
     ]
     cash = [c for c in cash if c.transactions or c.opening_minor]
     used = _used_postings(rows, sections, cash)
+    used = sorted(set(used) | set(_payout_postings(investor.pk, payouts, sections)))
     return InvestorPeriodicStatement(
         platform=platform_details(),
         investor=investor_details(investor),
@@ -465,7 +556,25 @@ def investor_periodic_statement(
         sections=tuple(sections),
         cash_accounts=tuple(sorted(cash, key=lambda c: c.currency)),
         fingerprint=postings_fingerprint(used),
+        currency_returns=_currency_returns(sections, period, rows=rows, payouts=payouts),
     )
+
+
+def _payout_postings(
+    investor_id: int, payouts: list[PaidPayoutRow], sections: list[OfferingSection]
+) -> list[tuple[int, int, int]]:
+    """The investor's postings of the payouts (and reversals) the returns were computed from:
+    a statement for one offering has no cash account rows to carry them."""
+    closing_of_offering = {s.offering.offering_id: s.closing_as_of for s in sections}
+    entry_ids = []
+    for payout in payouts:
+        closing = closing_of_offering.get(payout.offering_id)
+        if closing is None or payout.paid_at > closing:
+            continue
+        entry_ids.append(payout.entry_id)
+        if payout.reversal_entry_id and payout.reversed_at and payout.reversed_at <= closing:
+            entry_ids.append(payout.reversal_entry_id)
+    return selectors.investor_postings_of_entries(investor_id=investor_id, entry_ids=entry_ids)
 
 
 def _used_postings(

@@ -152,7 +152,8 @@ def test_the_pdf_shows_the_investor_units_and_amounts_of_the_ledger(book):
     rendered = statement_pdf(spec, data)
     text = pdf_text(rendered.content)
     assert rendered.refused_urls == ()
-    assert rendered.page_count == 1
+    # page 1: summary, position and returns; page 2: the transactions and distributions
+    assert rendered.page_count == 2
     for expected in (
         "Bob Brennan",
         book.bob.user.email,
@@ -162,7 +163,7 @@ def test_the_pdf_shows_the_investor_units_and_amounts_of_the_ledger(book):
         money_display(10_000_00, "USD"),
         money_display(15_000_00, "USD"),
         "No distributions in this period",
-        "Page 1 of 1",
+        "Page 1 of 2",
         data.fingerprint.sha256,
     ):
         assert expected in text, expected
