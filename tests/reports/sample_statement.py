@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from reports.event_kinds import distribution_notice_scope, subscription_confirmation_scope
 from reports.kinds import StatementScope, kind_spec
 from reports.periods import period_parse
 from reports.render import statement_pdf
@@ -36,10 +37,14 @@ def sample_dir() -> Path:
 
 
 def write(name: str, investor_id: int, period: str) -> None:
-    spec = kind_spec("investor_periodic")
-    data = spec.build(StatementScope(spec.kind, period_parse(period), investor_id=investor_id))
-    path = sample_dir() / f"{name}-{period}.pdf"
-    path.write_bytes(statement_pdf(spec, data).content)
+    scope = StatementScope("investor_periodic", period_parse(period), investor_id=investor_id)
+    write_scope(f"{name}-{period}", scope)
+
+
+def write_scope(name: str, scope: StatementScope) -> None:
+    spec = kind_spec(scope.kind)
+    path = sample_dir() / f"{name}.pdf"
+    path.write_bytes(statement_pdf(spec, spec.build(scope)).content)
     if shutil.which("pdftoppm"):
         subprocess.run(["pdftoppm", "-r", "110", "-png", path, path.with_suffix("")], check=True)
 
@@ -50,6 +55,15 @@ def test_write_the_journey_statements(journey: Journey) -> None:
     for investor in (journey.alice, journey.bob):
         for period in ("2025-Q3", "2026-Q3"):
             write(investor.legal_name.split()[0].lower(), investor.pk, period)
+    # and the other kinds, for Bob (withholding, a bounced payment)
+    bob = journey.bob
+    write_scope("confirmation-bob", subscription_confirmation_scope(journey.bob_subscription.pk))
+    write_scope("notice-bob", distribution_notice_scope(journey.august.pk, bob.pk))
+    year = period_parse("2025")
+    write_scope("tax-summary-bob", StatementScope("annual_tax_summary", year, investor_id=bob.pk))
+    as_of = period_parse("2026-09-30")
+    offering_id = journey.offering.pk
+    write_scope("captable", StatementScope("captable_report", as_of, offering_id=offering_id))
 
 
 def test_write_the_ledger_book_statements() -> None:
