@@ -217,20 +217,50 @@ class Hordak:
         return f"{count} transactions, {legs} legs, amounts conserved"
 
 
-def timed_rounds(sides: Mapping[str, Callable[[int], None]], start: int) -> dict[str, float]:
-    """Run TRANSFERS per side in ROUNDS alternating blocks; return seconds per side."""
+def backend_cpu_seconds() -> float | None:
+    """CPU seconds used so far by this connection's PostgreSQL backend (user + system, from
+    /proc), or None when the server is not on this machine or /proc is not readable."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_rounds(
+    sides: Mapping[str, Callable[[int], None]], start: int
+) -> tuple[dict[str, float], dict[str, float | None]]:
+    """Run TRANSFERS per side in ROUNDS alternating blocks; return seconds per side, and CPU
+    seconds per side (this process plus its database backend; None if the backend's CPU
+    cannot be read). On a shared machine wall time carries the other processes' load; CPU
+    time much less so."""
     seconds = dict.fromkeys(sides, 0.0)
+    cpu: dict[str, float | None] = dict.fromkeys(sides, 0.0)
     per_round = TRANSFERS // ROUNDS
     for round_number in range(ROUNDS):
         first = start + round_number * per_round
         order = list(sides) if round_number % 2 == 0 else list(sides)[::-1]
         for name in order:
             transfer = sides[name]
+            backend_before = backend_cpu_seconds()
+            process_before = time.process_time()
             began = time.perf_counter()
             for number in range(first, first + per_round):
                 transfer(number)
             seconds[name] += time.perf_counter() - began
-    return seconds
+            process = time.process_time() - process_before
+            backend_after = backend_cpu_seconds()
+            spent = cpu[name]
+            if spent is None or backend_before is None or backend_after is None:
+                cpu[name] = None
+            else:
+                cpu[name] = spent + process + backend_after - backend_before
+    return seconds, cpu
 
 
 def query_profile(
@@ -372,7 +402,7 @@ def main() -> int:
         for transfer in sides.values():
             for number in range(WARM_UP):
                 transfer(number)
-        seconds = timed_rounds(sides, start=WARM_UP)
+        seconds, cpu = timed_rounds(sides, start=WARM_UP)
         done = WARM_UP + TRANSFERS // ROUNDS * ROUNDS
         brickbook_rate = (TRANSFERS // ROUNDS * ROUNDS) / seconds["brickbook"]
         hordak_rate = (TRANSFERS // ROUNDS * ROUNDS) / seconds["hordak"]
@@ -389,6 +419,14 @@ def main() -> int:
         f"{hordak_rate:,.0f} transactions/s (2 legs each) | ratio {ratio:.2f} "
         f"({verdict(ratio, GOAL)})"
     )
+    brickbook_cpu, hordak_cpu = cpu["brickbook"], cpu["hordak"]
+    if brickbook_cpu is not None and hordak_cpu is not None:
+        timed = TRANSFERS // ROUNDS * ROUNDS
+        print(
+            f"  CPU per transfer (this process + its PostgreSQL backend): brickbook "
+            f"{brickbook_cpu / timed * 1000:.2f} ms | hordak {hordak_cpu / timed * 1000:.2f} ms "
+            f"| hordak/brickbook {hordak_cpu / brickbook_cpu:.2f}"
+        )
     print(f"  checked: brickbook {brickbook_summary}; hordak {hordak_summary}")
     for name, rules in ENFORCED.items():
         print(f"  {name} enforces: {rules}")

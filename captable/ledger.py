@@ -24,8 +24,9 @@ from fractions import Fraction
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import JSONField, Sum
+from django.db.models.base import ModelState
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -334,8 +335,20 @@ def _account_columns() -> list[str]:
 
 
 def _accounts_from(rows: Sequence[tuple[Any, ...]], columns: list[str]) -> list[Account]:
+    """Accounts from rows holding every concrete column, in `columns` order. Built as
+    unpickling builds a model (values straight into the instance's dict) rather than through
+    Model.__init__, which sets each field through its descriptor: this runs in every posting.
+    No signal receives Account's init."""
     width = len(columns)
-    return [Account.from_db(connection.alias, columns, row[:width]) for row in rows]
+    accounts = []
+    for row in rows:
+        account = Account.__new__(Account)
+        account.__dict__.update(zip(columns, row[:width], strict=True))
+        state = ModelState()
+        state.adding, state.db = False, DEFAULT_DB_ALIAS
+        account._state = state
+        accounts.append(account)
+    return accounts
 
 
 def lock_accounts(accounts: Sequence[Account | AccountSpec]) -> dict[str, Account]:
@@ -463,7 +476,8 @@ def entry_post(
         )
     digest = request_digest(kind, request)
     new = _NewEntry(kind, idempotency_key, digest, actor, memo, dict(metadata or {}), reverses)
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+    db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: one lookup, not one per attribute
+    if db.vendor == "postgresql" and not db.in_atomic_block:
         for _ in range(OPTIMISTIC_ATTEMPTS):
             try:
                 return _post_optimistically(new, build_legs, lock_first, lots_of)
@@ -612,20 +626,20 @@ def _fetch(sql: str, params: Sequence[Any], *, prepared: bool = False) -> list[t
     """Rows of a hand-written statement. `prepared` on PostgreSQL: a server-side prepared
     statement (psycopg caches it per connection), so the hot ledger statements are planned
     once per connection instead of on every posting."""
-    if not (prepared and connection.vendor == "postgresql"):
-        with connection.cursor() as cursor:
+    db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: one lookup, not one per attribute
+    if not (prepared and db.vendor == "postgresql"):
+        with db.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
     import psycopg
-    from psycopg.pq import ExecStatus, Format
+    from psycopg.pq import ExecStatus
 
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    db.ensure_connection()
+    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
         # psycopg's own (compiled) timestamptz loader instead of the pure-Python subclass
         # Django registers: open lots bring a timestamp each. Both give aware datetimes in
         # the connection's time zone (UTC, set by Django).
-        timestamptz = psycopg.adapters.types["timestamptz"].oid
-        loader = psycopg.adapters.get_loader(timestamptz, Format.TEXT)
+        timestamptz, loader = _compiled_timestamptz_loader()
         if loader is not None:
             cursor.adapters.register_loader(timestamptz, loader)
         cursor.execute(sql, params, prepare=True)
@@ -633,6 +647,15 @@ def _fetch(sql: str, params: Sequence[Any], *, prepared: bool = False) -> list[t
         if result is None or result.status != ExecStatus.TUPLES_OK:
             return []
         return cursor.fetchall()
+
+
+@functools.cache
+def _compiled_timestamptz_loader() -> tuple[int, Any]:
+    import psycopg
+    from psycopg.pq import Format
+
+    timestamptz = psycopg.adapters.types["timestamptz"].oid
+    return timestamptz, psycopg.adapters.get_loader(timestamptz, Format.TEXT)
 
 
 def _entry_columns_and_values(entry: Entry) -> tuple[str, list[Any], list[str]]:
@@ -655,7 +678,7 @@ def _entry_columns(vendor: str) -> tuple[list[Any], str, list[str]]:
 def _entry_saved(entry: Entry, entry_id: int) -> None:
     entry.pk = entry_id
     entry._state.adding = False
-    entry._state.db = connection.alias
+    entry._state.db = DEFAULT_DB_ALIAS
 
 
 # PostgreSQL: the entry, its new lots and its postings in ONE statement (one round trip).
