@@ -15,9 +15,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from io import BytesIO
+from pathlib import PurePosixPath
 from typing import Any
 
 from django.core.files.base import File
+from django.urls import reverse
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from common.errors import ValidationFailed
@@ -126,3 +128,13 @@ def alt_text_clean(alt_text: str) -> str:
             field="photo_alt_text",
         )
     return cleaned
+
+
+def photo_url(property_id: int, photo_name: str | None) -> str:
+    """Where a property's photo is served ('' without one): by the portal's view, which checks
+    who may see it (the storage itself may be a private bucket). The stored file's name is the
+    version, so a new photo is a new URL and an old one may stay in a browser's cache."""
+    if not photo_name:
+        return ""
+    version = PurePosixPath(photo_name).stem
+    return reverse("portal:property_photo", args=[property_id]) + f"?v={version}"

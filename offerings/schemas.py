@@ -27,6 +27,7 @@ from offerings.models import (
     SecurityType,
     SponsorStatus,
 )
+from offerings.photos import photo_url
 from offerings.quantities import cost_of_quanta_minor, format_units
 
 UnitsString = Annotated[
@@ -176,10 +177,19 @@ class PropertyOut(Schema):
     projected_cash_yield_bps: int | None
     projected_equity_multiple_bps: int | None
     projected_hold_months: int | None
+    photo_url: str | None = Field(
+        description="The property's photo (JPEG, PNG or WebP), shown to whoever may see an "
+        "offering of the property; uploaded by the sponsor in the portal. None: no photo."
+    )
+    photo_alt_text: str = Field(description="The photo's text alternative ('' without one).")
 
     @staticmethod
     def resolve_sponsor_id(obj: Property) -> int:
         return obj.sponsor_id
+
+    @staticmethod
+    def resolve_photo_url(obj: Property) -> str | None:
+        return photo_url(obj.pk, obj.photo.name) or None
 
     @staticmethod
     def resolve_purchase_price(obj: Property) -> MoneyOut | None:

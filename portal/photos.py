@@ -1,8 +1,7 @@
 """Property photos, served from the storage (local files or S3 alike) to whoever may see an
-offering of the property (the offerings' visibility rule) or is a member of its sponsor.
-
-The URL carries the stored file's name as a version, so a new photo is a new URL and a browser
-may keep the old one in its cache."""
+offering of the property (the offerings' visibility rule) or is a member of its sponsor. The
+URL (`offerings.photos.photo_url`, also in the API's property) carries the stored file's name
+as a version."""
 
 from __future__ import annotations
 
@@ -10,11 +9,10 @@ from pathlib import PurePosixPath
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest
-from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from offerings.models import Property
-from offerings.photos import CONTENT_TYPE_OF_EXTENSION
+from offerings.photos import CONTENT_TYPE_OF_EXTENSION, photo_url
 from offerings.selectors import offerings_visible_to, sponsor_ids_of
 
 CACHE_SECONDS = 24 * 3600
@@ -22,10 +20,7 @@ CACHE_SECONDS = 24 * 3600
 
 def property_photo_url(property_id: int, photo_name: str | None) -> str:
     """'' when the property has no photo (the page shows the placeholder)."""
-    if not photo_name:
-        return ""
-    version = PurePosixPath(photo_name).stem
-    return reverse("portal:property_photo", args=[property_id]) + f"?v={version}"
+    return photo_url(property_id, photo_name)
 
 
 def _may_see(request: HttpRequest, home: Property) -> bool:

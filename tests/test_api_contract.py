@@ -75,3 +75,16 @@ def test_every_operation_has_a_tag_and_declared_success(openapi):
             assert any(code.startswith("2") for code in operation["responses"]), (
                 f"{method} {path} declares no success response"
             )
+
+
+def test_a_propertys_photo_is_shown_and_never_written_through_the_api(openapi):
+    """The photo is uploaded, checked and re-encoded in the portal only (property_photo_set):
+    the API shows where it is served and its text alternative, and no request body of any
+    operation takes it."""
+    shown = resolve(openapi, openapi["components"]["schemas"]["PropertyOut"])
+    assert {"photo_url", "photo_alt_text"} <= set(shown["properties"])
+    assert {"photo_url", "photo_alt_text"} <= set(shown["required"])
+    for operation, schema in request_bodies(openapi):
+        for obj in object_schemas(openapi, schema, set()):
+            written = {"photo", "photo_url", "photo_alt_text"} & set(obj.get("properties", {}))
+            assert not written, f"{operation} takes {written}"

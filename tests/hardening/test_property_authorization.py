@@ -50,6 +50,10 @@ PRIVILEGED_FIELDS = {
     "entry_id": 1,
     "created_at": "2020-01-01T00:00:00Z",
     "platform_fee_bps": 0,
+    # A property's photo is checked and re-encoded by the portal's upload only.
+    "photo": "properties/1/photo.svg",
+    "photo_url": "https://attacker.example/photo.svg",
+    "photo_alt_text": "set through the API",
 }
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
