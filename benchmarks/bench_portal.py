@@ -5,7 +5,9 @@ offerings query, the template — on PostgreSQL. Goal: median under 50 ms (issue
 Ceiling measured in the same run: GET /api/v1/health through the same stack (no template, no
 offerings query), to show the ratio on a machine whose absolute speed varies with its load.
 Also prints the queries one page costs (the test suite asserts they do not grow with the
-number of offerings).
+number of offerings). Half of the properties have a photo (uploaded through
+`property_photo_set`, stored in a scratch media folder), so the page builds both kinds of
+card.
 
 The goal is checked on the CPU time this process spends per request (the render itself, the
 database's share excepted): on a machine shared with other work the wall-clock median mostly
@@ -14,9 +16,12 @@ measures waiting for a core, so it is printed beside it, not judged."""
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
+from io import BytesIO
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -57,6 +62,28 @@ def _line(name: str, timings: Timings) -> str:
     )
 
 
+def _photograph_half() -> None:
+    from django.conf import settings
+    from django.core.files.base import ContentFile
+    from PIL import Image
+
+    from common.models import User
+    from offerings.models import Property
+    from offerings.services import property_photo_set
+
+    settings.MEDIA_ROOT = tempfile.mkdtemp(prefix="bench-portal-media-")
+    owner = User.objects.get(email="bench-sponsor@example.com")
+    for home in Property.objects.order_by("pk")[::2]:
+        output = BytesIO()
+        Image.new("RGB", (400, 200), "teal").save(output, format="JPEG")
+        property_photo_set(
+            actor=owner,
+            property_id=home.pk,
+            file=ContentFile(output.getvalue(), name="photo.jpg"),
+            alt_text=f"{home.name} from the street",
+        )
+
+
 def main() -> int:
     with scratch_database("brickbook_bench_portal") as url:
         django_in_process(url)
@@ -67,6 +94,7 @@ def main() -> int:
         from common.models import User
 
         seed_live_offerings(count=OFFERINGS)
+        _photograph_half()
         investor = User.objects.create_user(
             username="bench-portal@example.com", email="bench-portal@example.com"
         )
@@ -75,6 +103,8 @@ def main() -> int:
         page = anonymous.get("/").content.decode()
         cards = page.count('class="card"')
         assert cards == OFFERINGS, f"expected {OFFERINGS} cards, got {cards}"
+        photos = page.count("/photo/?v=")
+        assert photos == OFFERINGS // 2, f"expected {OFFERINGS // 2} photos, got {photos}"
         queries: list[str] = []
 
         def count(execute, sql, params, many, context):
@@ -87,6 +117,9 @@ def main() -> int:
         public = _timings(anonymous, "/", REQUESTS)
         member = _timings(signed_in, "/", REQUESTS)
         connection.close()
+        from django.conf import settings
+
+        shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
     median = statistics.median(public[0])
     cpu_median = statistics.median(public[1])
     print(f"marketplace page, {OFFERINGS} offerings ({len(page) // 1024} KiB of HTML)")

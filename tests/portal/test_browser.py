@@ -73,6 +73,8 @@ def _axe_script() -> Path:
 
 
 AXE_SCRIPT = _axe_script()
+# Generous: the machine running the suite is often shared, and a page is slow under load.
+STEP_TIMEOUT_MS = 30_000
 PASSWORD = "plum-orchard-velvet-42"
 SPONSOR_PASSWORD = "correct-horse-battery"  # tests.conftest.new_user's
 
@@ -116,7 +118,7 @@ def page(browser: Browser, live_server: Any, settings: Any, tmp_path: Path) -> I
         base_url=live_server.url, viewport={"width": 1280, "height": 860}, accept_downloads=True
     )
     tab = context.new_page()
-    tab.set_default_timeout(15_000)
+    tab.set_default_timeout(STEP_TIMEOUT_MS)
     yield tab
     context.close()
 
@@ -133,7 +135,7 @@ def staff_page(browser: Browser, live_server: Any) -> Iterator[Page]:
     staff.user_permissions.add(*Permission.objects.filter(codename__in=STAFF_PERMISSIONS))
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 860})
     tab = context.new_page()
-    tab.set_default_timeout(15_000)
+    tab.set_default_timeout(STEP_TIMEOUT_MS)
     sign_in(tab, STAFF_EMAIL, SPONSOR_PASSWORD)
     yield tab
     context.close()
@@ -246,6 +248,7 @@ def _journey_offering() -> Offering:
         sponsor=sponsor,
         property_=home,
         title="Birch Street Duplex",
+        summary="A fully let two-family brick house near German Village, Columbus.",
         exemption="reg_a_tier2",
         units_authorized=100,
         max_investment_units=60,
