@@ -36,7 +36,7 @@ from django.utils import timezone
 from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from captable.closing import close_request_approve, close_request_prepare, offering_close
+from captable.closing import close_request_prepare, offering_close
 from captable.distributions import (
     distribution_approve,
     distribution_fund,
@@ -123,8 +123,15 @@ def page(browser: Browser, live_server: Any, settings: Any, tmp_path: Path) -> I
     context.close()
 
 
-# What the compliance desk may do in the admin: decide KYC, review offerings.
-STAFF_PERMISSIONS = ("view_investor", "change_investor", "view_offering", "change_offering")
+# What the compliance desk may do in the admin: decide KYC, review offerings, approve closes.
+STAFF_PERMISSIONS = (
+    "view_investor",
+    "change_investor",
+    "view_offering",
+    "change_offering",
+    "view_closerequest",
+    "change_closerequest",
+)
 STAFF_EMAIL = "compliance@example.com"
 
 
@@ -402,9 +409,18 @@ def test_investor_journey_from_sign_up_to_statement(page: Page, staff_page: Page
     page.reload()
     expect(page.locator("#subscription-status")).to_have_text("Funded")
 
-    # staff close the offering (four eyes); the sponsor declares a distribution in the console
+    # staff close the offering (four eyes: one prepares, the compliance desk approves in the
+    # admin); the sponsor declares a distribution in the console
     request = close_request_prepare(actor=staff, offering_id=offering.pk, reason="Target met.")
-    close_request_approve(actor=approver, close_request_id=request.pk, reason="Checked.")
+    assert request.requested_by_id != User.objects.get(email=STAFF_EMAIL).pk  # four eyes
+    admin_action(
+        staff_page,
+        changelist="/admin/captable/closerequest/?status__exact=pending_approval",
+        row_text="Birch Street Duplex",
+        action="Approve the selected close requests (the offerings close)",
+        done="1 request(s) approved.",
+        screenshot="staff-04-close-approved",
+    )
     offering.refresh_from_db()
     if offering.status == OfferingStatus.CLOSING:
         offering_close(offering=offering, actor=None)
