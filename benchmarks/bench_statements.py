@@ -326,30 +326,39 @@ def memory_main(database_url: str, offering_id: int) -> None:
         .order_by("investor_id")
         .values_list("investor_id", flat=True)
     )
-    samples = []
     started = time.perf_counter()
     for done, investor_id in enumerate(investor_ids, start=1):
         services.statement_batch_item_run(batch_id=batch.pk, investor_id=investor_id)
         if done % 100 == 0 or done == total:
-            samples.append((done, rss_megabytes(), time.perf_counter() - started))
-    print(json.dumps({"total": total, "samples": samples, "peak_mb": peak_megabytes()}))
+            # One line a sample, as it happens: a run stopped early still shows its figures.
+            sample = [done, total, rss_megabytes(), peak_megabytes(), time.perf_counter() - started]
+            print(json.dumps(sample), flush=True)
 
 
 def memory(database_url: str, offering_id: int) -> bool:
     command = [PYTHON, __file__, "--memory", database_url, str(offering_id)]
-    output = subprocess.run(
-        command, check=True, capture_output=True, text=True, env=os.environ.copy()
-    ).stdout
-    result = json.loads(output.strip().splitlines()[-1])
-    samples = result["samples"]
-    for done, rss, seconds in samples:
-        print(f"  after {done:5d} statements: RSS {rss:7.1f} MB  ({done / seconds:5.2f} /s)")
-    first, last = samples[0][1], samples[-1][1]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+    ) as process:
+        assert process.stdout is not None
+        samples = []
+        for line in process.stdout:
+            if not line.startswith("["):
+                continue
+            done, total, rss, peak, seconds = json.loads(line)
+            samples.append((rss, peak))
+            print(
+                f"  after {done:5d} of {total} statements: RSS {rss:7.1f} MB, peak {peak:7.1f} MB"
+                f"  ({done / seconds:5.2f} /s) — {load_average()}",
+                flush=True,
+            )
+    assert process.returncode == 0, "the batch process failed"
+    first, last, peak = samples[0][0], samples[-1][0], samples[-1][1]
     growth = last - first
     flat = growth <= max(GOAL_MEMORY_GROWTH * first, GOAL_MEMORY_GROWTH_MB)
     print(
-        f"  batch of {result['total']}: peak {result['peak_mb']:.1f} MB; growth from the first "
-        f"100 to the end {growth:+.1f} MB ({'flat' if flat else 'GROWING'}) — {load_average()}"
+        f"  batch of {total}: peak {peak:.1f} MB; growth from the first 100 to the end "
+        f"{growth:+.1f} MB ({'flat' if flat else 'GROWING'}) — {load_average()}"
     )
     return flat
 
