@@ -140,13 +140,15 @@ class SubscriptionDetailOut(SubscriptionOut):
     history: list[SubscriptionStatusChangeOut]
     signatures: list[SignatureOut]
 
+    # Both in their models' default order (time, then id); `.all()` so that rows a service
+    # already holds (a prefetch, or a subscription just created) are not read again.
     @staticmethod
     def resolve_history(obj: Subscription) -> list[SubscriptionStatusChange]:
-        return list(obj.status_changes.order_by("created_at", "pk"))
+        return list(obj.status_changes.all())
 
     @staticmethod
     def resolve_signatures(obj: Subscription) -> list[SubscriptionAgreement]:
-        return list(obj.agreements.order_by("signed_at", "pk"))
+        return list(obj.agreements.all())
 
 
 class AgreementOut(Schema):

@@ -26,6 +26,7 @@ from captable.models import (
 )
 from common.errors import NotFound
 from common.money import format_minor_units
+from common.sql import adapt_datetime, fetch_one
 from investors.models import Investor
 from investors.selectors import investor_of_user
 from offerings.exemptions import Exemption
@@ -111,12 +112,53 @@ class Totals:
     amount_minor: int
 
 
+# Each count below is ONE hand-written query, used alone by its selector and as a part of the
+# subscribe read (captable/subscriptions.py), so the rule has one definition. Positional
+# parameters, in the order given; identifiers and statuses are constants of the models.
+_SUBSCRIPTION = Subscription._meta.db_table
+_OFFERING = Offering._meta.db_table
+_LIVE_STATUSES = ", ".join(f"'{status}'" for status in SUBSCRIPTION_LIVE_STATUSES)
+
+
+def investor_offering_totals_query(
+    investor_id: int | None, offering_id: int
+) -> tuple[str, list[Any]]:
+    """Columns `quanta`, `amount`: the investor's live subscriptions (waitlisted included)
+    to one offering."""
+    sql = (
+        "SELECT COALESCE(SUM(ts.quanta), 0) AS quanta, "  # noqa: S608
+        f"COALESCE(SUM(ts.amount_minor), 0) AS amount FROM {_SUBSCRIPTION} ts "
+        f"WHERE ts.investor_id = %s AND ts.offering_id = %s AND ts.status IN ({_LIVE_STATUSES})"
+    )
+    return sql, [investor_id, offering_id]
+
+
+def reg_cf_invested_query(investor_id: int | None, now: datetime) -> tuple[str, list[Any]]:
+    """One column: the investor's Reg CF commitments on this platform over the 12 months to
+    `now`, in any Reg CF offering (waitlisted ones included: they may still be filled)."""
+    sql = (
+        f"SELECT COALESCE(SUM(cs.amount_minor), 0) FROM {_SUBSCRIPTION} cs "  # noqa: S608
+        f"JOIN {_OFFERING} co ON co.id = cs.offering_id "
+        f"WHERE cs.investor_id = %s AND co.exemption = '{Exemption.REG_CF.value}' "
+        f"AND cs.status IN ({_LIVE_STATUSES}) AND cs.created_at > %s"
+    )
+    return sql, [investor_id, adapt_datetime(one_year_before(now))]
+
+
+def waitlist_query(offering_id: int) -> tuple[str, list[Any]]:
+    """Rows while anyone waits for units of the offering (for EXISTS)."""
+    sql = (
+        f"SELECT 1 FROM {_SUBSCRIPTION} ws WHERE ws.offering_id = %s "  # noqa: S608
+        f"AND ws.status = '{SubscriptionStatus.WAITLISTED.value}'"
+    )
+    return sql, [offering_id]
+
+
 def investor_offering_totals(*, investor: Investor, offering: Offering) -> Totals:
     """The investor's live subscriptions (waitlisted included) to one offering."""
-    totals = Subscription.objects.filter(
-        investor=investor, offering=offering, status__in=SUBSCRIPTION_LIVE_STATUSES
-    ).aggregate(quanta=Sum("quanta"), amount=Sum("amount_minor"))
-    return Totals(int(totals["quanta"] or 0), int(totals["amount"] or 0))
+    row = fetch_one(*investor_offering_totals_query(investor.pk, offering.pk))
+    assert row is not None
+    return Totals(int(row[0]), int(row[1]))
 
 
 def one_year_before(moment: datetime) -> datetime:
@@ -129,13 +171,8 @@ def one_year_before(moment: datetime) -> datetime:
 def reg_cf_invested_12_months_minor(*, investor: Investor, now: datetime) -> int:
     """The investor's Reg CF commitments on this platform over the 12 months to `now`, in any
     Reg CF offering (waitlisted ones included: they may still be filled)."""
-    total = Subscription.objects.filter(
-        investor=investor,
-        offering__exemption=Exemption.REG_CF,
-        status__in=SUBSCRIPTION_LIVE_STATUSES,
-        created_at__gt=one_year_before(now),
-    ).aggregate(amount=Sum("amount_minor"))["amount"]
-    return int(total or 0)
+    row = fetch_one(*reg_cf_invested_query(investor.pk, now))
+    return int(row[0]) if row else 0
 
 
 def non_accredited_purchaser_count(*, offering: Offering, excluding: Investor) -> int:
@@ -154,9 +191,9 @@ def non_accredited_purchaser_count(*, offering: Offering, excluding: Investor) -
 
 
 def waitlist_exists(*, offering_id: int) -> bool:
-    return Subscription.objects.filter(
-        offering_id=offering_id, status=SubscriptionStatus.WAITLISTED
-    ).exists()
+    sql, params = waitlist_query(offering_id)
+    row = fetch_one(f"SELECT EXISTS ({sql})", params)
+    return row is not None and bool(row[0])
 
 
 # --- windows ------------------------------------------------------------------------------------

@@ -35,13 +35,16 @@ Rules kept here:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, Field
 from django.utils import timezone
 
 from captable.models import (
@@ -56,13 +59,16 @@ from captable.models import (
 )
 from captable.subscription_selectors import (
     AgreementDocument,
+    Totals,
     cancel_deadline,
-    investor_offering_totals,
+    investor_offering_totals_query,
     non_accredited_purchaser_count,
     reconfirmation_pending,
     reg_cf_invested_12_months_minor,
+    reg_cf_invested_query,
     subscription_agreement_document,
     waitlist_exists,
+    waitlist_query,
 )
 from common.business_days import end_of_business_days
 from common.errors import (
@@ -75,6 +81,7 @@ from common.errors import (
 )
 from common.models import User
 from common.money import basis_points_of, format_minor_units
+from common.sql import adapt_datetime, column, fetch, fetch_one, model_from_row
 from investors.compliance import (
     ComplianceDecision,
     ecsp_check,
@@ -86,6 +93,7 @@ from investors.compliance import (
 )
 from investors.models import AccreditationStatus, Investor, KycStatus
 from investors.selectors import (
+    NO_PROFILE_MESSAGE,
     investor_facts,
     investor_is_sophisticated_for_506b,
     investor_of_user,
@@ -93,7 +101,7 @@ from investors.selectors import (
 )
 from offerings.exemptions import Exemption
 from offerings.models import Offering, OfferingDocument, OfferingStatus
-from offerings.quantities import cost_of_quanta_minor, format_units
+from offerings.quantities import cost_of_quanta_minor, format_units, units_to_quanta
 from offerings.selectors import offerings_visible_to, relationship_days
 
 RESERVATION_TTL_HOURS_DEFAULT = 72
@@ -169,21 +177,32 @@ def supply_quanta(offering: Offering) -> int:
     return min(offering.units_authorized_quanta, raise_cap_quanta // offering.price_per_unit_minor)
 
 
+# ONE conditional UPDATE reserves units: the offering live and open, and the units there
+# (`reserved + issued + q <= authorized`, and within what `max_raise` buys). Used alone
+# (`_reserve`) and as the first step of the subscribe write (`_reserve_and_create`).
+_RESERVE_SQL = (
+    f"UPDATE {Offering._meta.db_table} "  # noqa: S608
+    "SET units_reserved_quanta = units_reserved_quanta + %(quanta)s, updated_at = %(now)s "
+    f"WHERE id = %(offering)s AND status = '{OfferingStatus.LIVE.value}' "
+    "AND opens_at <= %(now)s AND closes_at > %(now)s "
+    "AND units_reserved_quanta <= units_authorized_quanta - units_issued_quanta - %(quanta)s "
+    "AND units_reserved_quanta <= %(supply)s - %(quanta)s - units_issued_quanta "
+    "RETURNING id"
+)
+
+
+def _reserve_parameters(offering: Offering, quanta: int, now: datetime) -> dict[str, Any]:
+    return {
+        "quanta": quanta,
+        "now": adapt_datetime(now),
+        "offering": offering.pk,
+        "supply": supply_quanta(offering),
+    }
+
+
 def _reserve(offering: Offering, quanta: int, now: datetime) -> bool:
-    """ONE conditional UPDATE: reserve `quanta` if the offering is live, open and has them."""
-    issued = F("units_issued_quanta")
-    changed = (
-        Offering.objects.filter(
-            pk=offering.pk,
-            status=OfferingStatus.LIVE,
-            opens_at__lte=now,
-            closes_at__gt=now,
-            units_reserved_quanta__lte=F("units_authorized_quanta") - issued - quanta,
-        )
-        .filter(units_reserved_quanta__lte=supply_quanta(offering) - quanta - issued)
-        .update(units_reserved_quanta=F("units_reserved_quanta") + quanta, updated_at=now)
-    )
-    return changed == 1
+    """Reserve `quanta` if the offering is live, open and has them (`_RESERVE_SQL`)."""
+    return bool(fetch(_RESERVE_SQL, _reserve_parameters(offering, quanta, now)))
 
 
 def _release(offering_id: int, quanta: int, now: datetime) -> None:
@@ -249,11 +268,9 @@ def _waitlist_promote(offering_id: int, now: datetime) -> list[int]:
 
 
 def _reserve_or_waitlist(offering: Offering, quanta: int, now: datetime) -> bool:
-    """True: reserved; False: waitlisted. Refuses (Conflict) if the offering closed meanwhile."""
-    if not waitlist_exists(offering_id=offering.pk) and _reserve(offering, quanta, now):
-        return True
-    # Out of supply, someone is waiting, or the offering changed: decide under its row lock,
-    # so a concurrent release sees this subscription on the waitlist and promotes it in order.
+    """True: reserved; False: waitlisted. Decided under the offering's row lock, so a
+    concurrent release sees a waitlisted subscription and promotes it in order. Refuses
+    (Conflict) if the offering closed meanwhile."""
     locked = _offering_locked(offering.pk)
     _check_open(locked, now)
     return not waitlist_exists(offering_id=offering.pk) and _reserve(locked, quanta, now)
@@ -385,13 +402,16 @@ def _compliance(
     held_amount_minor: int,
     risk_warning_acknowledged: bool,
     now: datetime,
+    reg_cf_invested_minor: int | None = None,
 ) -> Compliance:
-    """The exemption's rule pack, on the investor's facts and this platform's records."""
+    """The exemption's rule pack, on the investor's facts and this platform's records
+    (`reg_cf_invested_minor`: the Reg CF 12-month total if already read)."""
     exemption = offering.exemption
     facts = investor_facts(investor)
     if exemption == Exemption.REG_CF:
-        invested = reg_cf_invested_12_months_minor(investor=investor, now=now)
-        decision = reg_cf_investor_limit(facts, invested, now)
+        if reg_cf_invested_minor is None:
+            reg_cf_invested_minor = reg_cf_invested_12_months_minor(investor=investor, now=now)
+        decision = reg_cf_investor_limit(facts, reg_cf_invested_minor, now)
         _over_limit(decision, amount_minor, "reg_cf_limit_exceeded")
         return Compliance(decision)
     if exemption == Exemption.REG_A_TIER2:
@@ -417,11 +437,215 @@ def subscription_fee_minor(offering: Offering, amount_minor: int) -> int:
     return fee if cap is None else min(fee, cap)
 
 
-def _offering_for_investor(actor: User, offering_id: int) -> Offering:
-    offering = offerings_visible_to(actor).select_related("issuer").filter(pk=offering_id).first()
-    if offering is None:
+# --- subscribe: the reads -----------------------------------------------------------------------
+
+# What subscribing reads of the offering and of the investor (the rest stays deferred: the
+# investor's encrypted tax id, say, is never decrypted here).
+_OFFERING_FIELDS = (
+    "id",
+    "title",
+    "sponsor",
+    "issuer",
+    "status",
+    "exemption",
+    "security_type",
+    "funding_model",
+    "currency",
+    "price_per_unit_minor",
+    "quanta_per_unit",
+    "units_authorized_quanta",
+    "units_reserved_quanta",
+    "units_issued_quanta",
+    "min_investment_quanta",
+    "max_investment_quanta",
+    "target_raise_minor",
+    "max_raise_minor",
+    "opens_at",
+    "closes_at",
+    "went_live_at",
+    "investor_fee_basis_points",
+    "investor_fee_cap_minor",
+)
+_INVESTOR_EXCLUDED = frozenset({"tax_id"})
+
+
+@dataclass(frozen=True)
+class _SubscribeFacts:
+    """Everything the checks need, read after the investor's row lock."""
+
+    offering: Offering
+    held: Totals
+    reg_cf_invested_minor: int
+    waitlist_exists: bool
+
+
+@functools.cache
+def _investor_fields() -> list[Field[Any, Any]]:
+    return [f for f in Investor._meta.concrete_fields if f.name not in _INVESTOR_EXCLUDED]
+
+
+@functools.cache
+def _investor_lock_sql(vendor: str) -> str:
+    columns = ", ".join(column(f) for f in _investor_fields())
+    lock = " FOR UPDATE" if vendor == "postgresql" else ""  # SQLite: BEGIN IMMEDIATE
+    return f"SELECT {columns} FROM {Investor._meta.db_table} WHERE user_id = %s{lock}"  # noqa: S608
+
+
+def _investor_locked(actor: User) -> Investor | None:
+    """The caller's investor profile, its row locked: this investor's subscriptions are
+    counted one after the other (never two against the same totals). The totals are read by
+    the NEXT statement, whose snapshot sees what the previous holder committed."""
+    row = fetch_one(_investor_lock_sql(connection.vendor), [actor.pk])
+    if row is None:
+        return None
+    investor = model_from_row(Investor, _investor_fields(), row)
+    investor.user = actor
+    return investor
+
+
+@functools.cache
+def _offering_fields() -> list[Field[Any, Any]]:
+    return [f for f in Offering._meta.concrete_fields if f.name in _OFFERING_FIELDS]
+
+
+@functools.cache
+def _public_offerings_sql(vendor: str) -> tuple[str, tuple[Any, ...]]:
+    """The offerings visible to everyone, anonymous visitors included (THE visibility rule of
+    offerings/selectors.py, applied to no user): the same for every request, so compiled once
+    per process. A signed-in caller sees at least these."""
+    sql, params = offerings_visible_to(None).values("pk").query.sql_with_params()
+    return sql, tuple(params)
+
+
+def _subscribe_facts(
+    actor: User, investor: Investor | None, offering_id: int, now: datetime
+) -> _SubscribeFacts:
+    """ONE statement: the offering, whether everyone may see it, the investor's totals in it,
+    their Reg CF 12-month total and whether anyone is on its waitlist. An offering not
+    visible to everyone is checked against the caller's own visibility (a sponsor's draft, a
+    Reg D 506(b) offering): NotFound unless they may see it."""
+    investor_id = investor.pk if investor is not None else None
+    public_sql, public_params = _public_offerings_sql(connection.vendor)
+    reg_cf_sql, reg_cf_params = reg_cf_invested_query(investor_id, now)
+    waitlist_sql, waitlist_params = waitlist_query(offering_id)
+    totals_sql, totals_params = investor_offering_totals_query(investor_id, offering_id)
+    columns = _offering_columns(connection.vendor)
+    sql = (
+        f"SELECT {columns}, ({reg_cf_sql}), EXISTS ({waitlist_sql}), "  # noqa: S608
+        f"totals.quanta, totals.amount, o.id IN ({public_sql}) "
+        f"FROM {Offering._meta.db_table} o, ({totals_sql}) totals WHERE o.id = %s"
+    )
+    params = [*reg_cf_params, *waitlist_params, *public_params, *totals_params, offering_id]
+    row = fetch_one(sql, params)
+    if row is None or not (row[-1] or _visible_to(actor, offering_id)):
         raise NotFound(f"Offering {offering_id} not found.", code="offering_not_found")
-    return offering
+    count = len(_offering_fields())
+    reg_cf_invested, waitlisted, held_quanta, held_amount, _ = row[count:]
+    return _SubscribeFacts(
+        offering=model_from_row(Offering, _offering_fields(), row[:count]),
+        held=Totals(int(held_quanta), int(held_amount)),
+        reg_cf_invested_minor=int(reg_cf_invested),
+        waitlist_exists=bool(waitlisted),
+    )
+
+
+@functools.cache
+def _offering_columns(vendor: str) -> str:
+    return ", ".join(f"o.{column(f)}" for f in _offering_fields())
+
+
+def _visible_to(actor: User, offering_id: int) -> bool:
+    return offerings_visible_to(actor).filter(pk=offering_id).exists()
+
+
+# --- subscribe: the write -----------------------------------------------------------------------
+
+
+def _history_row(subscription: Subscription, actor: User, reason: str) -> SubscriptionStatusChange:
+    return SubscriptionStatusChange(
+        subscription=subscription,
+        from_status="",
+        to_status=subscription.status,
+        actor=actor,
+        reason=reason,
+        created_at=subscription.created_at,
+    )
+
+
+@functools.cache
+def _reserve_and_create_sql() -> tuple[list[Field[Any, Any]], list[Field[Any, Any]], str]:
+    """PostgreSQL: the reservation, the subscription and its history row in ONE statement;
+    the INSERTs read their row from the UPDATE, so nothing is written unless it reserved."""
+    subscription_fields = [f for f in Subscription._meta.concrete_fields if not f.primary_key]
+    history_fields = [
+        f
+        for f in SubscriptionStatusChange._meta.concrete_fields
+        if not f.primary_key and f.name != "subscription"
+    ]
+
+    def casts(prefix: str, fields: list[Field[Any, Any]]) -> str:
+        return ", ".join(
+            f"CAST(%({prefix}{f.attname})s AS {f.db_type(connection)})" for f in fields
+        )
+
+    sql = (
+        f"WITH reserved AS ({_RESERVE_SQL}), "  # noqa: S608
+        f"created AS (INSERT INTO {Subscription._meta.db_table} "
+        f"({', '.join(column(f) for f in subscription_fields)}) "
+        f"SELECT {casts('s_', subscription_fields)} FROM reserved RETURNING id), "
+        f"history AS (INSERT INTO {SubscriptionStatusChange._meta.db_table} "
+        f"(subscription_id, {', '.join(column(f) for f in history_fields)}) "
+        f"SELECT created.id, {casts('h_', history_fields)} FROM created RETURNING id) "
+        "SELECT created.id, history.id FROM created, history"
+    )
+    return subscription_fields, history_fields, sql
+
+
+def _reserve_and_create(
+    offering: Offering, subscription: Subscription, history: SubscriptionStatusChange
+) -> bool:
+    """Reserve the units and write the reserved subscription with its history row, in one
+    round trip on PostgreSQL. False: not reserved (supply ran out, or the offering changed
+    meanwhile), and nothing written."""
+    now = subscription.created_at
+    assert now is not None
+    if connection.vendor != "postgresql":
+        if not _reserve(offering, subscription.quanta, now):
+            return False
+        subscription.save(force_insert=True)
+        history.subscription = subscription
+        history.save(force_insert=True)
+        return True
+    subscription_fields, history_fields, sql = _reserve_and_create_sql()
+    params = _reserve_parameters(offering, subscription.quanta, now)
+    for prefix, row, fields in (
+        ("s_", subscription, subscription_fields),
+        ("h_", history, history_fields),
+    ):
+        for field in fields:
+            value = field.get_db_prep_save(getattr(row, field.attname), connection)
+            params[f"{prefix}{field.attname}"] = value
+    created = fetch_one(sql, params)
+    if created is None:
+        return False
+    subscription.pk, history.pk = created
+    subscription._state.adding = history._state.adding = False
+    history.subscription = subscription
+    return True
+
+
+def _with_known_history(
+    subscription: Subscription, history: SubscriptionStatusChange
+) -> Subscription:
+    """A new subscription's history and signatures are known (its one row, none): cache them
+    as a prefetch would, so rendering it reads nothing more."""
+    changes: Any = SubscriptionStatusChange.objects.all()
+    changes._result_cache, changes._prefetch_done = [history], True
+    agreements: Any = SubscriptionAgreement.objects.all()
+    agreements._result_cache, agreements._prefetch_done = [], True
+    cache = {"status_changes": changes, "agreements": agreements}
+    subscription._prefetched_objects_cache = cache  # type: ignore[attr-defined]
+    return subscription
 
 
 # --- subscribe ------------------------------------------------------------------------------------
@@ -431,24 +655,38 @@ def subscription_create(
     *,
     actor: User,
     offering_id: int,
-    quanta: int,
+    quanta: int | None = None,
+    units: Decimal | None = None,
     risk_warning_acknowledged: bool = False,
+    savepoint: bool = True,
 ) -> Subscription:
-    """Subscribe the calling investor for `quanta` of a live offering: every check first (each
-    refusal a `DomainError`, nothing written), then the units are reserved, or the
-    subscription joins the waitlist when supply has run out. One transaction."""
-    if quanta <= 0:
+    """Subscribe the calling investor for `quanta` (or `units`, in the offering's units) of a
+    live offering: every check first (each refusal a `DomainError`, nothing written), then the
+    units are reserved, or the subscription joins the waitlist when supply has run out. One
+    transaction; `savepoint=False` inside a caller's transaction that rolls back whenever
+    this raises (the API's). The returned subscription carries its offering, history and
+    signatures (rendering it reads nothing more)."""
+    if (quanta is None) == (units is None):
+        raise TypeError("give quanta or units")
+    if quanta is not None and quanta <= 0:
         raise ValidationFailed("units must be positive.", code="units_not_positive", field="units")
     now = timezone.now()
-    with transaction.atomic():
-        investor = investor_of_user(user=actor)
-        # Serialize this investor's subscriptions: their totals are read, then added to.
-        investor = Investor.objects.select_for_update(of=("self",)).get(pk=investor.pk)
-        offering = _offering_for_investor(actor, offering_id)
+    with transaction.atomic(savepoint=savepoint):
+        investor = _investor_locked(actor)
+        facts = _subscribe_facts(actor, investor, offering_id, now)
+        offering = facts.offering
+        if quanta is None:
+            assert units is not None
+            quanta = units_to_quanta(units, quanta_per_unit=offering.quanta_per_unit, field="units")
+            if quanta <= 0:
+                raise ValidationFailed(
+                    "units must be positive.", code="units_not_positive", field="units"
+                )
+        if investor is None:
+            raise NotFound(NO_PROFILE_MESSAGE, code="investor_profile_missing")
         _check_open(offering, now)
         _check_kyc(investor)
-        held = investor_offering_totals(investor=investor, offering=offering)
-        _check_investment_bounds(offering, held.quanta, quanta)
+        _check_investment_bounds(offering, facts.held.quanta, quanta)
         amount_minor = cost_of_quanta_minor(
             quanta,
             price_per_unit_minor=offering.price_per_unit_minor,
@@ -459,38 +697,63 @@ def subscription_create(
             investor=investor,
             offering=offering,
             amount_minor=amount_minor,
-            held_amount_minor=held.amount_minor,
+            held_amount_minor=facts.held.amount_minor,
+            reg_cf_invested_minor=facts.reg_cf_invested_minor,
             risk_warning_acknowledged=risk_warning_acknowledged,
             now=now,
         )
         # Writes from here on: the reservation is the last check (it may refuse too).
+        subscription = _new_subscription(offering, investor, quanta, amount_minor, compliance, now)
+        reserved = _history_row(subscription, actor, f"Reserved {_units(quanta, offering)} units.")
+        if not facts.waitlist_exists and _reserve_and_create(offering, subscription, reserved):
+            return _with_known_history(subscription, reserved)
+        # Out of supply, someone is waiting, or the offering changed: decide under its row
+        # lock, so a concurrent release sees this subscription on the waitlist and promotes
+        # it in order.
         is_reserved = _reserve_or_waitlist(offering, quanta, now)
-        status = SubscriptionStatus.RESERVED if is_reserved else SubscriptionStatus.WAITLISTED
-        decision = compliance.decision
-        subscription = Subscription.objects.create(
-            offering=offering,
-            investor=investor,
-            status=status,
-            quanta=quanta,
-            amount_minor=amount_minor,
-            fee_minor=subscription_fee_minor(offering, amount_minor),
-            currency=offering.currency,
-            compliance_code=decision.code,
-            compliance_reason=decision.reason,
-            rule_version=decision.rule_version,
-            is_non_accredited_purchaser=compliance.is_non_accredited_purchaser,
-            risk_warning_acknowledged_at=now if compliance.risk_warning_acknowledged else None,
-            revocable_until=compliance.revocable_until,
-            reserved_at=now if is_reserved else None,
-            expires_at=now + reservation_ttl() if is_reserved else None,
-        )
+        if not is_reserved:
+            subscription.status = SubscriptionStatus.WAITLISTED
+            subscription.reserved_at = subscription.expires_at = None
+        subscription.save(force_insert=True)
         reason = (
-            f"Reserved {_units(quanta, offering)} units."
+            reserved.reason
             if is_reserved
             else f"Waitlisted for {_units(quanta, offering)} units: supply has run out."
         )
-        _history(subscription.pk, "", status, actor, reason)
-    return subscription
+        history = _history_row(subscription, actor, reason)
+        history.save(force_insert=True)
+    return _with_known_history(subscription, history)
+
+
+def _new_subscription(
+    offering: Offering,
+    investor: Investor,
+    quanta: int,
+    amount_minor: int,
+    compliance: Compliance,
+    now: datetime,
+) -> Subscription:
+    """The subscription as reserved (not saved yet)."""
+    decision = compliance.decision
+    return Subscription(
+        offering=offering,
+        investor=investor,
+        status=SubscriptionStatus.RESERVED,
+        quanta=quanta,
+        amount_minor=amount_minor,
+        fee_minor=subscription_fee_minor(offering, amount_minor),
+        currency=offering.currency,
+        compliance_code=decision.code,
+        compliance_reason=decision.reason,
+        rule_version=decision.rule_version,
+        is_non_accredited_purchaser=compliance.is_non_accredited_purchaser,
+        risk_warning_acknowledged_at=now if compliance.risk_warning_acknowledged else None,
+        revocable_until=compliance.revocable_until,
+        reserved_at=now,
+        expires_at=now + reservation_ttl(),
+        created_at=now,
+        updated_at=now,
+    )
 
 
 # --- sign -----------------------------------------------------------------------------------------

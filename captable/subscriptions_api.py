@@ -5,6 +5,8 @@ No `from __future__ import annotations` here: ninja reads the parameter annotati
 time, and `@paginate` re-wraps the view, so string annotations could not be resolved.
 """
 
+from decimal import Decimal
+
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from ninja import Router
@@ -15,7 +17,7 @@ from captable import subscriptions
 from captable.api import actor_of
 from captable.models import Subscription, SubscriptionReconfirmation
 from captable.payment_schemas import ReconfirmationOut
-from captable.schemas import READ_ERRORS, WRITE_ERRORS, quanta_of
+from captable.schemas import READ_ERRORS, WRITE_ERRORS
 from captable.subscription_schemas import (
     AgreementOut,
     SubscriptionCancelIn,
@@ -31,35 +33,19 @@ from captable.subscription_selectors import (
     subscriptions_of_user,
 )
 from common.auth import client_ip_of
-from common.errors import NotFound
 from common.idempotency import idempotent
-from common.models import User
 from common.pagination import BoundedLimitOffsetPagination
-from common.ratelimit import THROTTLED_RESPONSE, rate_limited
-from offerings.selectors import offerings_visible_to
+from common.ratelimit import THROTTLED_RESPONSE, rate_limited_call
 
 subscriptions_router = Router(tags=["subscriptions"])
 
 PAGE_SIZE_MAX = 100
 
 
-def _quanta_per_unit(user: User, offering_id: int) -> int:
-    quanta_per_unit = (
-        offerings_visible_to(user)
-        .filter(pk=offering_id)
-        .values_list("quanta_per_unit", flat=True)
-        .first()
-    )
-    if quanta_per_unit is None:
-        raise NotFound(f"Offering {offering_id} not found.", code="offering_not_found")
-    return int(quanta_per_unit)
-
-
 @subscriptions_router.post(
     "/offerings/{int:offering_id}/subscriptions",
     response={201: SubscriptionDetailOut, **WRITE_ERRORS, **THROTTLED_RESPONSE},
 )
-@rate_limited("subscribe")
 def subscription_create(
     request: HttpRequest,
     offering_id: int,
@@ -72,21 +58,25 @@ def subscription_create(
     `Idempotency-Key` with the same body returns the first response (header
     `Idempotent-Replayed: true`); the same key with another body is a 409. Refusals (KYC,
     minimum/maximum, the exemption's investor limits) are 403/409/422 with a `code` and
-    change nothing."""
+    change nothing. Rate-limited per user (429 with `Retry-After`)."""
     actor = actor_of(request)
 
     def operation() -> tuple[int, SubscriptionDetailOut]:
-        quanta = quanta_of(payload.units, quanta_per_unit=_quanta_per_unit(actor, offering_id))
         subscription = subscriptions.subscription_create(
             actor=actor,
             offering_id=offering_id,
-            quanta=quanta,
+            units=Decimal(payload.units),
             risk_warning_acknowledged=payload.risk_warning_acknowledged,
+            savepoint=False,  # inside the rate limiter's transaction, which rolls back on error
         )
-        detail = subscription_get(user=actor, subscription_id=subscription.pk)
-        return 201, SubscriptionDetailOut.from_orm(detail)
+        return 201, SubscriptionDetailOut.from_orm(subscription)
 
-    return idempotent(request, operation=operation)
+    # One transaction: the rate count, the idempotency record and the subscription.
+    return rate_limited_call(
+        scope="subscribe",
+        user=actor,
+        call=lambda: idempotent(request, operation=operation, savepoint=False),
+    )
 
 
 @subscriptions_router.get("/subscriptions", response={200: list[SubscriptionOut], **READ_ERRORS})

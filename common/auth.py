@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -11,13 +12,15 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import AnonymousUser
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Field
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja.security import HttpBearer
 
 from common.errors import NotAllowed, NotAuthenticated
 from common.models import ApiToken, User
+from common.sql import adapt_datetime, column, fetch_one, model_from_row
 from common.throttle import rate_counter_increment, rate_limit_check
 
 TOKEN_PREFIX = "bb_"
@@ -53,21 +56,35 @@ def api_token_revoke(*, clear_token: str) -> bool:
 
 
 def api_token_user(clear_token: str) -> User | None:
-    """The active user a token belongs to, or None if unknown, expired or revoked."""
+    """The active user a token belongs to, or None if unknown, expired or revoked. One
+    prepared statement (every API request runs this)."""
     if not clear_token.startswith(TOKEN_PREFIX):
         return None
-    token = (
-        ApiToken.objects.select_related("user")
-        .filter(
-            token_hash=_token_hash(clear_token),
-            revoked_at__isnull=True,
-            expires_at__gt=timezone.now(),
-        )
-        .first()
-    )
-    if token is None or not token.user.is_active:
+    fields, sql = _token_user_sql()
+    row = fetch_one(sql, [_token_hash(clear_token), adapt_datetime(timezone.now())])
+    if row is None:
         return None
-    return token.user
+    user = model_from_row(User, fields, row)
+    return user if user.is_active else None
+
+
+@functools.cache
+def _token_user_sql() -> tuple[list[Field[Any, Any]], str]:
+    """The user's fields and the statement reading them by token (identifiers from the models'
+    metadata; the token's hash and the time are parameters)."""
+    quote = connection.ops.quote_name
+    fields = list(User._meta.concrete_fields)
+    token = ApiToken._meta
+    columns = ", ".join(f"u.{column(field)}" for field in fields)
+    sql = (
+        f"SELECT {columns} FROM {quote(token.db_table)} t "  # noqa: S608
+        f"JOIN {quote(User._meta.db_table)} u ON u.{column(User._meta.pk)} = "
+        f"t.{column(token.get_field('user'))} "
+        f"WHERE t.{column(token.get_field('token_hash'))} = %s "
+        f"AND t.{column(token.get_field('revoked_at'))} IS NULL "
+        f"AND t.{column(token.get_field('expires_at'))} > %s"
+    )
+    return fields, sql
 
 
 def _login_keys(email: str, client_ip: str) -> list[str]:

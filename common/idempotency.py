@@ -44,11 +44,11 @@ never while the key is held.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -62,6 +62,7 @@ from pydantic import BaseModel
 
 from common.errors import Conflict, NotAuthenticated, ValidationFailed
 from common.models import IdempotencyRecord, User
+from common.sql import adapt_datetime, column, fetch, fetch_one
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -74,24 +75,39 @@ PURGE_BATCH_SIZE = 5_000
 Operation = Callable[[], tuple[int, Any]]
 
 
-def idempotent(request: HttpRequest, *, operation: Operation) -> HttpResponse:
+def idempotent(
+    request: HttpRequest, *, operation: Operation, savepoint: bool = True
+) -> HttpResponse:
     """Run `operation` once per (request.auth user, Idempotency-Key header). `operation` returns
     (status_code, json-serialisable body — a dict, or a pydantic model, dumped with
-    mode="json"). Returns a JSON HttpResponse; a replay carries `Idempotent-Replayed: true`."""
+    mode="json"). Returns a JSON HttpResponse; a replay carries `Idempotent-Replayed: true`.
+    `savepoint=False` inside a caller's transaction that always rolls back when this raises
+    (e.g. `rate_limited_call`): no SAVEPOINT round trips, the caller's rollback undoes it."""
     key = idempotency_key_of(request)
     user = _user_of(request)
     fingerprint = request_fingerprint(request)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=savepoint):
         record_id = _record_claim(user=user, key=key, fingerprint=fingerprint, request=request)
         if record_id is None:
             return _replay(user=user, key=key, fingerprint=fingerprint)
         status, body = operation()
         content = render_json(body)
-        completed = IdempotencyRecord.objects.filter(pk=record_id).update(
-            response_status=status, response_body=content.decode()
-        )
-        assert completed == 1, "the record inserted in this transaction must still be there"
+        completed = fetch(_complete_sql(), [status, content.decode(), record_id])
+        assert completed, "the record inserted in this transaction must still be there"
     return _json_response(status, content, is_replay=False)
+
+
+@functools.cache
+def _complete_sql() -> str:
+    """Store the response on the record (identifiers from the model's metadata)."""
+    meta = IdempotencyRecord._meta
+    quote = connection.ops.quote_name
+    status, body = meta.get_field("response_status"), meta.get_field("response_body")
+    return (
+        f"UPDATE {quote(meta.db_table)} SET {column(status)} = %s, "  # noqa: S608
+        f"{column(body)} = %s WHERE {column(meta.pk)} = %s "
+        f"RETURNING {column(meta.pk)}"
+    )
 
 
 def idempotency_key_of(request: HttpRequest) -> str:
@@ -181,49 +197,22 @@ def _json_default(value: Any) -> Any:
 
 def _record_claim(*, user: User, key: str, fingerprint: str, request: HttpRequest) -> int | None:
     """Insert the record; its id, or None if the key already has a committed record. Blocks
-    (bounded) while another transaction holds the same key."""
-    meta = IdempotencyRecord._meta
-    quote = connection.ops.quote_name
-    values = {
-        "user": user.pk,
-        "key": key,
-        "fingerprint": fingerprint,
-        "method": request.method or "",
-        "path": request.get_full_path(),
-        "response_body": "",
-        "created_at": meta.get_field("created_at").get_db_prep_save(timezone.now(), connection),
-    }
-    column = {f.name: quote(f.column) for f in meta.concrete_fields if f.column}
-    names = ", ".join(column[name] for name in values)
-    # Identifiers come from the model's metadata; every value is a query parameter.
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({names}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(values))}) "
-        f"ON CONFLICT ({column['user']}, {column['key']}) DO NOTHING "
-        f"RETURNING {column['id']}"
-    )
-    with connection.cursor() as cursor, _bounded_lock_wait(cursor):
-        cursor.execute(sql, list(values.values()))
-        row = cursor.fetchone()
-    return None if row is None else int(row[0])
-
-
-@contextmanager
-def _bounded_lock_wait(cursor: Any) -> Iterator[None]:
-    """On PostgreSQL, wait at most IDEMPOTENCY_WAIT_SECONDS for a concurrent holder of the key,
-    then restore the previous lock_timeout so the operation's own locks keep their usual
-    behaviour. A timeout becomes `idempotency_key_in_use` (the transaction then rolls back)."""
+    (bounded, on PostgreSQL) while another transaction holds the same key."""
+    values = [
+        user.pk,
+        key,
+        fingerprint,
+        request.method or "",
+        request.get_full_path(),
+        "",
+        adapt_datetime(timezone.now()),
+    ]
     if connection.vendor != "postgresql":
-        yield
-        return
+        row = fetch_one(_claim_sql(bounded=False), values)
+        return None if row is None else int(row[0])
     wait_milliseconds = int(getattr(settings, "IDEMPOTENCY_WAIT_SECONDS", 10) * 1000)
-    cursor.execute(
-        "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
-        [f"{wait_milliseconds}ms"],
-    )
-    (previous, _) = cursor.fetchone()
     try:
-        yield
+        row = fetch_one(_claim_sql(bounded=True), [f"{wait_milliseconds}ms", *values])
     except OperationalError as error:
         if _is_lock_timeout(error):
             raise Conflict(
@@ -231,7 +220,41 @@ def _bounded_lock_wait(cursor: Any) -> Iterator[None]:
                 code="idempotency_key_in_use",
             ) from error
         raise
-    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+    assert row is not None
+    return None if row[0] is None else int(row[0])
+
+
+@functools.cache
+def _claim_sql(*, bounded: bool) -> str:
+    """`INSERT … ON CONFLICT (user, key) DO NOTHING RETURNING id` (NULL: the key exists).
+    `bounded` (PostgreSQL), in the same statement: this transaction's lock_timeout is set for
+    the wait on a concurrent holder of the key, and set back to what it was once the INSERT is
+    done, so the operation's own locks wait as they usually do."""
+    meta = IdempotencyRecord._meta
+    quote = connection.ops.quote_name
+    names = ("user", "key", "fingerprint", "method", "path", "response_body", "created_at")
+    fields = [meta.get_field(name) for name in names]
+    columns = ", ".join(column(field) for field in fields)
+    table, conflict = quote(meta.db_table), f"{column(fields[0])}, {column(fields[1])}"
+    returning = column(meta.pk)
+    # Identifiers come from the model's metadata; every value is a query parameter.
+    if not bounded:
+        return (
+            f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) "  # noqa: S608
+            f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}"
+        )
+    casts = ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in fields)
+    # Order: the INSERT reads its row from `bound`, which sets the timeout first; the outer
+    # SELECT evaluates its set_config on the rows of the join with `claimed`, i.e. after the
+    # INSERT (and any wait) is done.
+    return (
+        "WITH bound AS MATERIALIZED (SELECT current_setting('lock_timeout') AS previous, "  # noqa: S608
+        "set_config('lock_timeout', %s, true) AS applied), "
+        f"claimed AS (INSERT INTO {table} ({columns}) SELECT {casts} FROM bound "
+        f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}) "
+        f"SELECT claimed.{returning}, set_config('lock_timeout', bound.previous, true) "
+        "FROM bound LEFT JOIN claimed ON true"
+    )
 
 
 def _is_lock_timeout(error: OperationalError) -> bool:

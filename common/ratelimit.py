@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import redis
 from django.conf import settings
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest
 
 from common.errors import Throttled
@@ -91,10 +92,44 @@ def rate_limit_hit(*, scope: str, user: User) -> None:
         return
     count, retry_after = _count(scope, _user_key(user), window_seconds)
     if count > limit:
-        raise Throttled(
-            f"Too many {scope} requests: at most {limit} every {window_seconds} seconds.",
-            retry_after_seconds=retry_after,
-        )
+        raise _throttled(scope, limit, window_seconds, retry_after)
+
+
+def rate_limited_call(*, scope: str, user: User, call: Callable[[], R]) -> R:
+    """Run `call` in ONE database transaction that also counts it, when the counters live in
+    the database: the count costs a statement, not a commit of its own. Refused past the limit
+    (`Throttled`) before `call` runs. Whenever the transaction rolls back (refused, or `call`
+    raised), its count goes with it, so the call is counted again on its own: every call
+    counts once, as with `rate_limit_hit`. With Redis the count is Redis's, then `call` runs
+    (in the transaction all the same, so the caller's contract does not depend on the store).
+    `call` runs inside the transaction: it may open nested atomic blocks, never a durable one."""
+    limit, window_seconds = settings.RATE_LIMITS.get(scope, (0, 60))
+    if limit > 0 and settings.RATE_LIMIT_REDIS_URL:
+        rate_limit_hit(scope=scope, user=user)
+        limit = 0  # counted
+    if limit <= 0:
+        with transaction.atomic():
+            return call()
+    key = _user_key(user)
+    try:
+        with transaction.atomic():
+            count, retry_after = _count_in_database(scope, key, window_seconds)
+            if count > limit:
+                raise _throttled(scope, limit, window_seconds, retry_after)
+            return call()
+    except BaseException:
+        try:
+            _count_in_database(scope, key, window_seconds)
+        except DatabaseError as error:  # the call's own error is the one to report
+            logger.warning("rate limit: a failed call could not be counted (%r)", error)
+        raise
+
+
+def _throttled(scope: str, limit: int, window_seconds: int, retry_after: int) -> Throttled:
+    return Throttled(
+        f"Too many {scope} requests: at most {limit} every {window_seconds} seconds.",
+        retry_after_seconds=retry_after,
+    )
 
 
 def rate_limited(scope: str) -> Callable[[Callable[P, R]], Callable[P, R]]:

@@ -88,16 +88,18 @@ INSTALLED_APPS = [
     "portal",
 ]
 
+# The common.middleware ones wrap Django's (sessions, CSRF, session user, messages) and
+# django-htmx's, and skip them for the JSON API (/api/: bearer tokens, no cookies, no pages).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "common.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "common.middleware.CsrfViewMiddleware",
+    "common.middleware.AuthenticationMiddleware",
+    "common.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
+    "common.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

@@ -380,3 +380,28 @@ def test_a_duplicate_waiting_on_a_first_that_fails_runs_itself():
     assert orjson.loads(outcomes[2].content)["label"] == "second"
     assert list(OutboxMessage.objects.values_list("kwargs__label", flat=True)) == ["second"]
     assert IdempotencyRecord.objects.get(user=user, key="k").response_status == 201
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+def test_the_wait_bound_applies_to_the_key_only_the_operation_keeps_the_lock_timeout(settings):
+    settings.IDEMPOTENCY_WAIT_SECONDS = 3
+    user = new_user()
+    seen: list[str] = []
+
+    def operation() -> tuple[int, dict[str, Any]]:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW lock_timeout")
+            seen.append(cursor.fetchone()[0])
+        return effect()
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '7s'")
+    try:
+        # when a request claims its key (bounded by a 3 s wait) and runs
+        idempotent(post(user, "bounded"), operation=operation)
+        # then its operation waited under the session's own lock_timeout, not the key's bound
+        assert seen == ["7s"]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
