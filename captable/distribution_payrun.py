@@ -1,5 +1,6 @@
 """The pay run in batches: many payouts per transaction, their entries written together by
-`ledger.entries_post_batch` (COPY on PostgreSQL), for distributions to many holders.
+`ledger.cash_fan_out_post` (one set-based statement on PostgreSQL), for distributions to many
+holders.
 
 Same outcome, keys and rules as paying each payout alone (`distributions.payout_pay`): each
 payout gets ONE entry under `distribution:{id}:payout:{investor}` with the same request, so a
@@ -11,20 +12,22 @@ the ledger's accounts.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
+
 from django.db import connection, transaction
 from django.utils import timezone
 
 from captable import ledger
 from captable.distributions import (
-    PAYOUT_PARTS_FIELDS,
     DistributionAccounts,
     PayoutParts,
     _locked,
     distribution_complete,
-    payout_batch_entry,
     payout_pay,
 )
-from captable.models import Distribution, Payout, ReinvestmentElection
+from captable.models import Distribution, EntryKind, Payout, ReinvestmentElection
 
 BATCH_SIZE = 25_000
 # Up to this many payouts a run pays them one by one (each committed as it is paid, as the
@@ -32,32 +35,108 @@ BATCH_SIZE = 25_000
 ONE_BY_ONE_MAX = 1_000
 
 
+# PayoutParts's fields, in order.
+_UNPAID_LOCKED_SQL = """
+    SELECT id, investor_id, gross_minor, income_minor, return_of_capital_minor,
+           withholding_minor, net_minor, promote_minor
+    FROM captable_payout WHERE id = ANY(%s) AND paid_at IS NULL ORDER BY id FOR UPDATE
+"""
+
+_PAID_SQL = """
+    UPDATE captable_payout p SET entry_id = v.entry_id, paid_at = %s
+    FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, entry_id) WHERE p.id = v.id
+"""
+
+
+def _json_string(text: str) -> str:
+    """`text` as JSON writes it; account keys need no escaping (checked, not assumed)."""
+    quoted = json.dumps(text)
+    assert quoted == f'"{text}"', text
+    return quoted
+
+
+class _PayoutEntryShape:
+    """What every payout entry of one distribution shares, and the per-payout parts written
+    as text without building a request dict per payout: the request digest is the one
+    `payout_batch_entry` gives to `ledger.request_digest` (same canonical JSON, tested)."""
+
+    def __init__(self, distribution: Distribution, accounts: DistributionAccounts) -> None:
+        self.distribution_id = distribution.pk
+        self.currency = distribution.currency
+        self.payable = _json_string(accounts.payable.key)
+        self.withholding = _json_string(accounts.withholding.key)
+        self.promote = _json_string(accounts.promote.key)
+        self.kind = _json_string(EntryKind.CASH_MOVE)
+
+    def key(self, payout: PayoutParts) -> str:
+        return f"distribution:{self.distribution_id}:payout:{payout.investor_id}"
+
+    def digest(self, payout: PayoutParts) -> str:
+        cash = f'"cash:i{payout.investor_id}:{self.currency}"'
+        promote = (
+            f'"promote": {payout.promote_minor}, "promote_to": {self.promote}, '
+            if payout.promote_minor
+            else ""
+        )
+        canonical = (
+            f'{{"kind": {self.kind}, "request": {{"from": {self.payable}, '
+            f'"net": {payout.net_minor}, {promote}"to": {cash}, '
+            f'"withholding": {payout.withholding_minor}, "withholding_to": {self.withholding}}}}}'
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def metadata(self, payout: PayoutParts) -> str:
+        return (
+            f'{{"distribution_id": {self.distribution_id}, "payout_id": {payout.pk}, '
+            f'"income_minor": {payout.income_minor}, '
+            f'"return_of_capital_minor": {payout.return_of_capital_minor}, '
+            f'"promote_minor": {payout.promote_minor}}}'
+        )
+
+
+def payouts_fan_out(
+    payouts: Sequence[PayoutParts], distribution: Distribution, accounts: DistributionAccounts
+) -> ledger.CashFanOut:
+    """The payouts' entries as one fan-out: payable → each holder's cash (net), → withholding
+    payable (withholding), → promote (promote); the same entries as `payout_batch_entry`."""
+    shape = _PayoutEntryShape(distribution, accounts)
+    sides = [
+        (spec, amounts)
+        for spec, amounts in (
+            (accounts.withholding, [p.withholding_minor for p in payouts]),
+            (accounts.promote, [p.promote_minor for p in payouts]),
+        )
+        if any(amounts)  # an account no payout credits is not created
+    ]
+    return ledger.CashFanOut(
+        kind=EntryKind.CASH_MOVE,
+        currency=distribution.currency,
+        source=accounts.payable,
+        idempotency_keys=[shape.key(p) for p in payouts],
+        request_digests=[shape.digest(p) for p in payouts],
+        investor_ids=[p.investor_id for p in payouts],
+        to_cash=[p.net_minor for p in payouts],
+        sides=sides,
+        metadata_json=[shape.metadata(p) for p in payouts],
+        memo=f"Distribution #{distribution.pk}: payout",
+    )
+
+
 def _pay_batch(distribution: Distribution, payout_ids: list[int]) -> int:
     accounts = DistributionAccounts.of(distribution)
-    with transaction.atomic():
-        locked = (
-            Payout.objects.select_for_update()
-            .filter(pk__in=payout_ids, paid_at__isnull=True)
-            .order_by("pk")
-            .values_list(*PAYOUT_PARTS_FIELDS)
-        )
-        payouts = [PayoutParts(*row) for row in locked]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_UNPAID_LOCKED_SQL, [payout_ids])
+        payouts = [PayoutParts(*row) for row in cursor.fetchall()]
         to_post = [p for p in payouts if p.gross_minor or p.promote_minor]
-        keys = ledger.entries_post_batch(
-            [payout_batch_entry(p, distribution, accounts) for p in to_post]
-        )
-        entry_ids = [
-            keys[f"distribution:{distribution.pk}:payout:{p.investor_id}"] for p in to_post
-        ]
         now = timezone.now()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE captable_payout p SET entry_id = v.entry_id, paid_at = %s "
-                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, entry_id) WHERE p.id = v.id",
-                [now, [p.pk for p in to_post], entry_ids],
-            )
+        if to_post:
+            keys = ledger.cash_fan_out_post(payouts_fan_out(to_post, distribution, accounts))
+            shape = _PayoutEntryShape(distribution, accounts)
+            entry_ids = [keys[shape.key(p)] for p in to_post]
+            cursor.execute(_PAID_SQL, [now, [p.pk for p in to_post], entry_ids])
         zero = [p.pk for p in payouts if not (p.gross_minor or p.promote_minor)]
-        Payout.objects.filter(pk__in=zero).update(paid_at=now)
+        if zero:
+            Payout.objects.filter(pk__in=zero).update(paid_at=now)
     return len(payouts)
 
 

@@ -9,11 +9,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import date, datetime
+from typing import Any, NamedTuple
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db import connection
+from django.db.models import Count, Max, Q, QuerySet, Sum
 
-from captable.models import Distribution, Payout
+from captable.models import Account, AccountKind, Distribution, Payout, units_asset
 from common.errors import NotFound
 from offerings.selectors import signed_in_user, sponsor_ids_of
 
@@ -94,3 +96,74 @@ def payout_totals(payouts: QuerySet[Payout]) -> PayoutTotals:
         net_minor=int(sums["net"] or 0),
         promote_minor=int(sums["promote"] or 0),
     )
+
+
+def reported_period_end_on_or_after(*, offering_id: int, record_date: date) -> date | None:
+    """The latest end of a period already reported to the offering's investors that ends on
+    or after `record_date` (None if there is none): a periodic investor statement issued, or a
+    batch of them started, for that offering or for all offerings. A statement for all of an
+    investor's offerings reports this one if the investor holds (or held) its units.
+
+    Reports depend on captable, so their models are imported here, when asked, not at the
+    top (an import cycle otherwise)."""
+    from reports.models import Statement, StatementBatch, StatementKind
+
+    periodic = StatementKind.INVESTOR_PERIODIC
+    holders = Account.objects.filter(offering_id=offering_id, kind=AccountKind.HOLDING)
+    statements = Statement.objects.filter(
+        Q(offering_id=offering_id)
+        | Q(offering__isnull=True, investor_id__in=holders.values("investor_id")),
+        kind=periodic,
+        period_end__gte=record_date,
+    )
+    batches = StatementBatch.objects.filter(
+        Q(offering_id=offering_id) | Q(offering__isnull=True),
+        kind=periodic,
+        period_end__gte=record_date,
+    )
+    ends = [
+        found
+        for found in (
+            statements.aggregate(end=Max("period_end"))["end"],
+            batches.aggregate(end=Max("period_end"))["end"],
+        )
+        if found is not None
+    ]
+    return max(ends, default=None)
+
+
+class HolderOfRecord(NamedTuple):
+    investor_id: int
+    quanta: int
+    tax_form: str
+    treaty_withholding_rate_basis_points: int | None
+
+
+# The as-of cap table's one pass over the asset's postings (captable/selectors.py), aggregated
+# per account, joined to the holding accounts and to their investors' tax forms on file: the
+# holders of record and what withholding needs, in one set-based query.
+_HOLDERS_OF_RECORD_SQL = """
+    SELECT a.investor_id, t.quanta, i.tax_form, i.treaty_withholding_rate_basis_points
+    FROM (
+        SELECT account_id, CAST(SUM(amount) AS BIGINT) AS quanta
+        FROM captable_posting
+        WHERE asset = %s AND effective_at <= %s
+        GROUP BY account_id
+    ) t
+    JOIN captable_account a ON a.id = t.account_id
+    JOIN investors_investor i ON i.id = a.investor_id
+    WHERE t.quanta <> 0 AND a.kind = %s
+    ORDER BY a.investor_id
+"""
+
+
+def holders_of_record(*, offering_id: int, as_of: datetime) -> list[HolderOfRecord]:
+    """Who held units of the offering at `as_of` (the as-of cap table's holders, by investor
+    id), with the tax form each has on file now."""
+    # Adapted as the ORM would (SQLite compares datetimes as UTC text).
+    instant = connection.ops.adapt_datetimefield_value(as_of)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _HOLDERS_OF_RECORD_SQL, [units_asset(offering_id), instant, AccountKind.HOLDING]
+        )
+        return [HolderOfRecord(*row) for row in cursor.fetchall()]

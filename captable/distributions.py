@@ -35,8 +35,9 @@ distribution's payable account, and a background pay run pays every holder of re
 - Reinvestment (DRIP): for a holder who opted in, the payout's net then buys newly authorized
   units at NAV in the same transaction (`captable/distribution_reinvestment.py`).
 
-Not yet: reversing a paid distribution, and refusing a record
-date inside a period already reported (statements live in `reports`, above this app).
+- A record date on or before the end of a period already reported to the offering's
+  investors (a periodic statement issued, or a batch of them started) is refused, when
+  declared and again when approved (a statement may have gone out in between).
 
 Locks: the distribution row, then a payout row, then the ledger's accounts.
 """
@@ -55,13 +56,17 @@ from django.utils import timezone
 
 from captable import ledger
 from captable.distribution_reinvestment import payout_reinvest
+from captable.distribution_selectors import (
+    HolderOfRecord,
+    holders_of_record,
+    reported_period_end_on_or_after,
+)
 from captable.distribution_waterfall import (
     WaterfallPayoutAmounts,
     waterfall_payout_amounts,
     waterfall_terms_get,
 )
 from captable.models import (
-    Account,
     AccountKind,
     Distribution,
     DistributionKind,
@@ -123,7 +128,12 @@ def payout_amounts(
     if not 0 <= income_minor <= amount_minor:
         raise ValueError("the income part must be between zero and the amount")
     gross = allocate(amount_minor, [quanta for _, quanta in holdings])
-    income = allocate(income_minor, gross) if amount_minor else [0] * len(gross)
+    if income_minor == amount_minor:  # all income: allocating it over gross gives gross
+        income = gross
+    elif income_minor == 0:
+        income = [0] * len(gross)
+    else:
+        income = allocate(income_minor, gross)
     return [
         PayoutAmounts(investor_id, quanta, gross[i], income[i], gross[i] - income[i])
         for i, (investor_id, quanta) in enumerate(holdings)
@@ -241,6 +251,21 @@ def _method_income_part(
     return 0
 
 
+def _check_period_not_reported(offering: Offering, *, record_date: date) -> None:
+    """Nothing is back-dated into a period already reported (DESIGN.md): investors were sent
+    their periodic statements up to that date, and a distribution of record inside it would
+    change what those statements said."""
+    reported_to = reported_period_end_on_or_after(offering_id=offering.pk, record_date=record_date)
+    if reported_to is not None:
+        raise Conflict(
+            f"The record date {record_date} falls in a period already reported to the "
+            f"offering's investors (periodic statements issued up to {reported_to}); choose a "
+            "record date after it.",
+            code="record_date_in_reported_period",
+            reported_to=reported_to.isoformat(),
+        )
+
+
 def _check_dates(offering: Offering, *, record_date: date, payment_date: date) -> datetime:
     if record_date > payment_date:
         raise ValidationFailed(
@@ -254,6 +279,7 @@ def _check_dates(offering: Offering, *, record_date: date, payment_date: date) -
             f"{offering.time_zone}).",
             code="payment_date_past",
         )
+    _check_period_not_reported(offering, record_date=record_date)
     record_at = record_at_of(record_date, time_zone=offering.time_zone)
     if record_at <= timezone.now() and not captable_as_of(offering=offering, as_of=record_at).rows:
         raise ValidationFailed(
@@ -339,6 +365,8 @@ def distribution_approve(*, actor: User, distribution_id: int, reason: str = "")
             )
         if distribution.approved_by_id == actor.pk:
             return distribution  # approving again: the first approval stands
+        if distribution.status == DistributionStatus.DRAFT:
+            _check_period_not_reported(distribution.offering, record_date=distribution.record_date)
         _transition(
             distribution,
             from_statuses=(DistributionStatus.DRAFT,),
@@ -431,14 +459,13 @@ def distribution_fund(*, actor: User, distribution_id: int) -> Distribution:
 
 def _payouts_compute(distribution: Distribution) -> int:
     """The payout rows from the holders of record (once; the caller holds the lock)."""
-    offering = distribution.offering
-    captable = captable_as_of(offering=offering, as_of=distribution.record_at)
-    if not captable.rows:
+    holders = holders_of_record(offering_id=distribution.offering_id, as_of=distribution.record_at)
+    if not holders:
         raise Conflict(
             f"Nobody held units of the offering at the record date {distribution.record_date}.",
             code="no_holders_of_record",
         )
-    holdings = [(row.investor_id, row.quanta) for row in captable.rows]
+    holdings = [(holder.investor_id, holder.quanta) for holder in holders]
     amounts: Sequence[PayoutAmounts | WaterfallPayoutAmounts]
     if distribution.method == DistributionMethod.WATERFALL:
         amounts = waterfall_payout_amounts(distribution=distribution, holdings=holdings)
@@ -448,67 +475,80 @@ def _payouts_compute(distribution: Distribution) -> int:
             income_minor=distribution.income_minor,
             holdings=holdings,
         )
-    # Every holder of the offering (a subquery: no parameter per holder, which SQLite limits).
-    holders = Account.objects.filter(offering=offering, kind=AccountKind.HOLDING)
-    forms = {
-        pk: (form, treaty)
-        for pk, form, treaty in Investor.objects.filter(
-            pk__in=holders.values("investor_id")
-        ).values_list("pk", "tax_form", "treaty_withholding_rate_basis_points")
-    }
-    rows: list[dict[str, Any]] = []
-    for amount in amounts:
-        tax_form, treaty = forms[amount.investor_id]
-        rate = withholding_rate_basis_points(tax_form=tax_form, treaty_rate_basis_points=treaty)
-        withholding = basis_points_of(amount.income_minor, rate)
-        rows.append(
-            {
-                "investor_id": amount.investor_id,
-                "quanta": amount.quanta,
-                "gross_minor": amount.gross_minor,
-                "income_minor": amount.income_minor,
-                "return_of_capital_minor": amount.return_of_capital_minor,
-                "tax_form": tax_form,
-                "withholding_rate_basis_points": rate,
-                "withholding_minor": withholding,
-                "net_minor": amount.gross_minor - withholding,
-                "promote_minor": amount.promote_minor,
-                "tiers": list(amount.tiers),
-            }
-        )
+    assert len(amounts) == len(holders)
+    rows = [_payout_row(amounts[index], holder) for index, holder in enumerate(holders)]
     _payouts_insert(distribution, rows)
-    paid_out = sum(row["gross_minor"] + row["promote_minor"] for row in rows)
-    assert paid_out == distribution.amount_minor
+    assert sum(row[2] + row[9] for row in rows) == distribution.amount_minor  # gross + promote
     changed = Distribution.objects.filter(
         pk=distribution.pk, payouts_computed_at__isnull=True
-    ).update(
-        payouts_computed_at=timezone.now(),
-        income_minor=sum(row["income_minor"] for row in rows),
-    )
+    ).update(payouts_computed_at=timezone.now(), income_minor=sum(row[3] for row in rows))
     assert changed == 1, "payouts are computed under the distribution's lock"
     return len(rows)
+
+
+# A payout row as computed, in this column order (plain tuples: 100,000 holders).
+_PAYOUT_COLUMNS = (
+    "investor_id",
+    "quanta",
+    "gross_minor",
+    "income_minor",
+    "return_of_capital_minor",
+    "tax_form",
+    "withholding_rate_basis_points",
+    "withholding_minor",
+    "net_minor",
+    "promote_minor",
+    "tiers",
+)
+
+
+def _payout_row(
+    amount: PayoutAmounts | WaterfallPayoutAmounts, holder: HolderOfRecord
+) -> tuple[Any, ...]:
+    assert amount.investor_id == holder.investor_id
+    rate = withholding_rate_basis_points(
+        tax_form=holder.tax_form,
+        treaty_rate_basis_points=holder.treaty_withholding_rate_basis_points,
+    )
+    # Nothing to round when nothing is withheld (most holders: a W-9 on file).
+    withholding = basis_points_of(amount.income_minor, rate) if rate else 0
+    return (
+        amount.investor_id,
+        amount.quanta,
+        amount.gross_minor,
+        amount.income_minor,
+        amount.return_of_capital_minor,
+        holder.tax_form,
+        rate,
+        withholding,
+        amount.gross_minor - withholding,
+        amount.promote_minor,
+        list(amount.tiers),
+    )
 
 
 _PAYOUT_DEFAULTS = {"reinvested_quanta": 0, "reinvested_minor": 0, "reinvestment_note": ""}
 
 
-def _payouts_insert(distribution: Distribution, rows: list[dict[str, Any]]) -> None:
+def _payouts_insert(distribution: Distribution, rows: list[tuple[Any, ...]]) -> None:
     """One row per holder: COPY on PostgreSQL (100,000 holders: the ORM's bulk_create spends
     seconds building and compiling objects), bulk_create elsewhere."""
     if connection.vendor != "postgresql":
-        Payout.objects.bulk_create(
-            (Payout(distribution=distribution, **row) for row in rows), batch_size=2_000
+        payouts = (
+            Payout(distribution=distribution, **dict(zip(_PAYOUT_COLUMNS, row, strict=True)))
+            for row in rows
         )
+        Payout.objects.bulk_create(payouts, batch_size=2_000)
         return
     now = timezone.now()
-    columns = [*rows[0], *_PAYOUT_DEFAULTS, "distribution_id", "created_at"]
+    columns = [*_PAYOUT_COLUMNS, *_PAYOUT_DEFAULTS, "distribution_id", "created_at"]
     constant = (*_PAYOUT_DEFAULTS.values(), distribution.pk, now)
     sql = f"COPY captable_payout ({', '.join(columns)}) FROM STDIN"
+    no_tiers = "[]"
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for row in rows:
-            values = list(row.values())
-            values[-1] = json.dumps(values[-1])  # tiers: JSON text for the jsonb column
-            copy.write_row((*values, *constant))
+            tiers = json.dumps(row[-1]) if row[-1] else no_tiers  # JSON text for jsonb
+            copy.write_row((*row[:-1], tiers, *constant))
 
 
 def distribution_pay(*, actor: User, distribution_id: int) -> Distribution:

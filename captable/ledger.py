@@ -1350,3 +1350,223 @@ def _post_one(entry: BatchEntry, actor: User | None) -> Entry:
         memo=entry.memo,
         metadata=entry.metadata,
     )
+
+
+# --- many cash entries of one shape, as columns (appended section: cash_fan_out_post) --------
+#
+# The pay run's entries all have one shape: one source account debited, the investor's cash
+# account and up to a few fixed accounts credited. `cash_fan_out_post` takes them as columns
+# (no object per entry) and writes entries and postings with ONE set-based statement on
+# PostgreSQL (no row leaves or re-enters Python), under the same rules as `entries_post_batch`:
+# keys used once (a replay is skipped, another request under a used key is a Conflict and
+# nothing is written), no zero posting, the source not below zero (checked here on the locked
+# balance, and by the account's CHECK), accounts created if new and locked in primary-key
+# order, every trigger on (balances, the balanced-entry check at COMMIT, the sealing queue);
+# the chain is sealed after commit.
+
+
+@dataclass(frozen=True)
+class CashFanOut:
+    """Entry i moves, out of `source`, `to_cash[i]` into investor `investor_ids[i]`'s cash
+    account and `amounts[i]` into each of the `sides` accounts (a zero amount is no posting),
+    under `idempotency_keys[i]`, whose request digests the caller computed
+    (`request_digest`), with `metadata_json[i]` (a JSON object, as text)."""
+
+    kind: str
+    currency: str
+    source: AccountSpec
+    idempotency_keys: Sequence[str]
+    request_digests: Sequence[str]
+    investor_ids: Sequence[int]
+    to_cash: Sequence[int]
+    sides: Sequence[tuple[AccountSpec, Sequence[int]]]
+    metadata_json: Sequence[str]
+    memo: str = ""
+
+    def columns(self) -> list[Sequence[Any]]:
+        return [
+            self.idempotency_keys,
+            self.request_digests,
+            self.investor_ids,
+            self.to_cash,
+            *(amounts for _, amounts in self.sides),
+            self.metadata_json,
+        ]
+
+
+def _fan_out_check(fan_out: CashFanOut) -> None:
+    sizes = {len(column) for column in fan_out.columns()}
+    if len(sizes) != 1:
+        raise ValueError("every column of a fan-out has one value per entry")
+    for spec in (fan_out.source, *(spec for spec, _ in fan_out.sides)):
+        if spec.asset != fan_out.currency:
+            raise ValidationFailed("A fan-out moves one currency.", code="batch_cash_only")
+    if any(not key or len(key) > 200 for key in fan_out.idempotency_keys):
+        raise ValidationFailed(
+            "An idempotency key of 1 to 200 characters is required.", code="idempotency_key"
+        )
+    if len(set(fan_out.idempotency_keys)) != len(fan_out.idempotency_keys):
+        raise ValidationFailed("A batch names a key twice.", code="idempotency_key_repeated")
+    credits = [fan_out.to_cash, *(amounts for _, amounts in fan_out.sides)]
+    for amounts in credits:
+        if not all(type(amount) is int and amount >= 0 for amount in amounts):
+            raise ValidationFailed(
+                "Fan-out credits are whole minor units, none negative.", code="amount_invalid"
+            )
+    if not all(any(entry) for entry in zip(*credits, strict=True)):
+        raise ValidationFailed("A posting cannot be zero.", code="zero_posting")
+
+
+def _fan_out_replays(fan_out: CashFanOut) -> tuple[CashFanOut, dict[str, int]]:
+    """The fan-out without the entries already posted (replays), and those entries' ids."""
+    replayed = _batch_replays_of(fan_out.idempotency_keys, fan_out.request_digests)
+    if not replayed:
+        return fan_out, {}
+    keep = [i for i, key in enumerate(fan_out.idempotency_keys) if key not in replayed]
+
+    def kept(column: Sequence[Any]) -> list[Any]:
+        return [column[i] for i in keep]
+
+    rest = CashFanOut(
+        kind=fan_out.kind,
+        currency=fan_out.currency,
+        source=fan_out.source,
+        idempotency_keys=kept(fan_out.idempotency_keys),
+        request_digests=kept(fan_out.request_digests),
+        investor_ids=kept(fan_out.investor_ids),
+        to_cash=kept(fan_out.to_cash),
+        sides=[(spec, kept(amounts)) for spec, amounts in fan_out.sides],
+        metadata_json=kept(fan_out.metadata_json),
+        memo=fan_out.memo,
+    )
+    return rest, replayed
+
+
+def _batch_replays_of(keys: Sequence[str], digests: Sequence[str]) -> dict[str, int]:
+    wanted = dict(zip(keys, digests, strict=True))
+    used = _fetch(
+        "SELECT idempotency_key, request_digest, id FROM captable_entry "
+        "WHERE idempotency_key = ANY(%s)",
+        [list(keys)],
+    )
+    for key, digest, _ in used:
+        if wanted[key] != digest:
+            raise _key_reused(key)
+    return {key: entry_id for key, _, entry_id in used}
+
+
+_FAN_OUT_CASH_ACCOUNTS_SQL = """
+    INSERT INTO captable_account (key, kind, asset, investor_id, allows_negative, balance,
+                                  version, created_at)
+    SELECT 'cash:i' || i || ':' || %s, %s, %s, i, false, 0, 0, now()
+    FROM unnest(%s::bigint[]) AS t(i)
+    ON CONFLICT (key) DO NOTHING
+"""
+
+
+def _fan_out_accounts(fan_out: CashFanOut) -> tuple[dict[str, _BatchAccount], list[int]]:
+    """The fixed accounts (created if new) and each entry's cash account id (created if new),
+    every one of them locked in primary-key order."""
+    fixed = [fan_out.source, *(spec for spec, _ in fan_out.sides)]
+    currency = check_supported_currency(fan_out.currency)
+    with connection.cursor() as cursor:
+        columns = ("key", "kind", "asset", "offering_id", "investor_id", "issuer_id", "reference")
+        values = [[getattr(spec, column) for spec in fixed] for column in columns]
+        allows = [spec.create_defaults()["allows_negative"] for spec in fixed]
+        cursor.execute(_BATCH_ACCOUNTS_SQL, [*values, allows])
+        cursor.execute(
+            _FAN_OUT_CASH_ACCOUNTS_SQL,
+            [currency, AccountKind.CASH, currency, list(fan_out.investor_ids)],
+        )
+    cash_keys = [f"cash:i{investor_id}:{currency}" for investor_id in fan_out.investor_ids]
+    found = _fetch(
+        "SELECT id, key, balance, allows_negative FROM captable_account WHERE key = ANY(%s) "
+        "ORDER BY id FOR UPDATE",
+        [[spec.key for spec in fixed] + cash_keys],
+    )
+    ids = {key: account_id for account_id, key, _, _ in found}
+    locked = {
+        spec.key: _BatchAccount(*row) for spec in fixed for row in found if row[1] == spec.key
+    }
+    return locked, [ids[key] for key in cash_keys]
+
+
+def _fan_out_sql(side_count: int) -> str:
+    sides = [f"side{n}" for n in range(side_count)]
+    side_arrays = "".join(", %s::bigint[]" for _ in sides)
+    side_columns = "".join(f", {side}" for side in sides)
+    total = " + ".join(["to_cash", *sides])
+    side_legs = "".join(f", (%s::bigint, {side})" for side in sides)
+    # Only column names made here (side0, side1, …) are formatted in; values are parameters.
+    return f"""
+    WITH spec AS MATERIALIZED (
+        SELECT nextval(pg_get_serial_sequence('captable_entry', 'id')) AS id, s.*
+        FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]{side_arrays},
+                    %s::text[])
+             AS s(key, digest, cash_account_id, to_cash{side_columns}, metadata)
+    ),
+    entries AS (
+        INSERT INTO captable_entry (id, kind, idempotency_key, request_digest, effective_at,
+                                    recorded_at, created_by_id, memo, reverses_id, chain,
+                                    metadata)
+        SELECT id, %s, key, digest, %s, %s, %s, %s, NULL, %s, metadata::jsonb FROM spec
+    ),
+    postings AS (
+        INSERT INTO captable_posting (entry_id, account_id, asset, amount, cost_minor,
+                                      effective_at)
+        SELECT spec.id, leg.account_id, %s, leg.amount, 0, %s
+        FROM spec CROSS JOIN LATERAL (
+            VALUES (cash_account_id, to_cash){side_legs}, (%s::bigint, -({total}))
+        ) AS leg(account_id, amount)
+        WHERE leg.amount <> 0
+    )
+    SELECT key, id FROM spec
+    """  # noqa: S608
+
+
+def cash_fan_out_post(fan_out: CashFanOut, *, actor: User | None = None) -> dict[str, int]:
+    """Post the fan-out's entries in one transaction (PostgreSQL only); returns key → entry id,
+    for the replayed keys too. All or nothing."""
+    if connection.vendor != "postgresql":
+        raise NotImplementedError("cash_fan_out_post writes with PostgreSQL's set-based SQL")
+    _fan_out_check(fan_out)
+    with transaction.atomic():
+        rest, posted = _fan_out_replays(fan_out)
+        if not rest.idempotency_keys:
+            return posted
+        locked, cash_account_ids = _fan_out_accounts(rest)
+        source = locked[rest.source.key]
+        leaving = sum(rest.to_cash) + sum(sum(amounts) for _, amounts in rest.sides)
+        if not source.allows_negative and source.balance < leaving:
+            raise LimitExceeded(
+                f"{source.key} holds {source.balance}; this batch needs {leaving}.",
+                code="insufficient_balance",
+                account=source.key,
+                balance=source.balance,
+                required=leaving,
+            )
+        now = timezone.now()
+        chain = f"cash:{rest.currency}"
+        side_ids = [locked[spec.key].pk for spec, _ in rest.sides]
+        params: list[Any] = [
+            list(rest.idempotency_keys),
+            list(rest.request_digests),
+            cash_account_ids,
+            list(rest.to_cash),
+            *(list(amounts) for _, amounts in rest.sides),
+            list(rest.metadata_json),
+            rest.kind,
+            now,
+            now,
+            actor.pk if actor else None,
+            rest.memo,
+            chain,
+            rest.currency,
+            now,
+            *side_ids,
+            source.pk,
+        ]
+        posted |= dict(_fetch(_fan_out_sql(len(rest.sides)), params))
+        if settings.LEDGER_SEAL_ON_COMMIT:
+            transaction.on_commit(_sealer(chain))
+    return posted

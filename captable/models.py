@@ -1437,8 +1437,14 @@ class Payout(models.Model):
     """One holder's share of a distribution: gross (split income / return of capital),
     withholding on the income part, net to the holder's available cash."""
 
-    distribution = models.ForeignKey(Distribution, on_delete=models.PROTECT, related_name="payouts")
-    investor = models.ForeignKey(Investor, on_delete=models.PROTECT, related_name="payouts")
+    # No single-column indexes: the unique (distribution, investor) and the (investor,
+    # distribution) index lead with them (each payout written and paid updated one less).
+    distribution = models.ForeignKey(
+        Distribution, on_delete=models.PROTECT, related_name="payouts", db_index=False
+    )
+    investor = models.ForeignKey(
+        Investor, on_delete=models.PROTECT, related_name="payouts", db_index=False
+    )
     # Units held at the record date.
     quanta = models.BigIntegerField()
     gross_minor = models.BigIntegerField()
