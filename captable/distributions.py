@@ -107,8 +107,7 @@ def withholding_rate_basis_points(*, tax_form: str, treaty_rate_basis_points: in
     return BACKUP_WITHHOLDING_BASIS_POINTS
 
 
-@dataclass(frozen=True)
-class PayoutAmounts:
+class PayoutAmounts(NamedTuple):  # a tuple: 100,000 built per distribution
     investor_id: int
     quanta: int
     gross_minor: int
