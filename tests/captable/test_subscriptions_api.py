@@ -74,6 +74,27 @@ def test_subscribe_returns_the_subscription_and_a_replay_returns_it_again(api_cl
     assert reserved_quanta(offering) == 25
 
 
+@pytest.mark.parametrize("supply", [100, 10])  # reserved in one statement; waitlisted
+def test_the_subscribe_response_is_what_reading_the_subscription_back_shows(api_client, supply):
+    # The response is built from what the service wrote (no read-back): it must be exactly
+    # what GET /subscriptions/{id} shows, history and signatures included.
+    offering = small_offering(supply)
+    Offering.objects.filter(pk=offering.pk).update(investor_fee_basis_points=150)
+    if supply == 10:
+        assert subscribe(api_client, kyc_investor(), offering, "10", "all").status_code == 201
+    investor = kyc_investor()
+    created = subscribe(api_client, investor, offering, "3", "read-back")
+    assert created.status_code == 201, created.content
+    body = created.json()
+    read = api_client.get(f"/api/v1/subscriptions/{body['id']}", **bearer(investor.user))
+    assert read.status_code == 200, read.content
+    # (the same instants; the idempotent POST writes UTC as "Z", the GET as "+00:00")
+    assert body == json.loads(read.content.decode().replace("+00:00", "Z"))
+    assert body["status"] == ("reserved" if supply == 100 else "waitlisted")
+    assert [change["to_status"] for change in body["history"]] == [body["status"]]
+    assert body["signatures"] == []
+
+
 def test_a_waitlisted_subscription_shows_its_position(api_client):
     offering = small_offering(5)
     assert subscribe(api_client, kyc_investor(), offering, "5", "a").json()["status"] == "reserved"
