@@ -5,11 +5,12 @@ funded distribution through the service, as staff would (`distributions.distribu
 the holders of record from the as-of cap table over 1,000,000 postings, the allocation to the
 cent, withholding by tax form, 100,000 payout rows, then the `captable.pay_distribution` task
 (run in-process at commit, as the embedded default does) paying them in batches — one ledger
-entry per payout written by `ledger.entries_post_batch` (COPY), every trigger on (balance
-upkeep, the deferred balanced-entry check, the sealing queue) — and the entries sealed after
-each commit. Reference: a bare COPY of the same rows the run wrote (payouts, entries, postings)
-into plain tables of the same columns (no index, constraint or trigger), timed in the same
-process. Goals: ≤ 10 s, < 500 MB, ≤ 3 times the COPY.
+entry per payout written by `ledger.cash_fan_out_post` (set-based), every trigger on (balance
+upkeep, the deferred balanced-entry check, the sealing queue); the entries are sealed
+afterwards by the periodic sealing task, timed and printed separately. Reference: a bare COPY
+of the same rows the run wrote (payouts, entries, postings) into plain tables of the same
+columns (no index, constraint or trigger), timed in the same process.
+Goals: ≤ 10 s, < 500 MB, ≤ 3 times the COPY.
 
 The data (not timed): the holders and a year of entries from bench_captable_asof's loader
 (100,000 holders, 1,000,000 postings); every tenth holder has no W-9 on file (backup

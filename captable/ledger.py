@@ -1140,17 +1140,11 @@ def entry_reverse(
     )
 
 
-# --- many cash entries at once (appended section: entries_post_batch) ------------------------
+# --- many cash entries at once (appended section) ---------------------------------------------
 #
-# A pay run posts one entry per holder: 100,000 of them. `entries_post_batch` writes them in ONE
-# transaction with PostgreSQL COPY instead of a statement per entry, and keeps every rule of
-# `entry_post`: each entry balances per asset (checked here, and by the deferred trigger at
-# COMMIT), no posting is zero, no account that may not go negative does (checked here on the
-# locked balances, and by the CHECK the posting trigger's balance update meets), each key is
-# used once (a key already used with the same request is a replay and is skipped; with another
-# request it is a Conflict, and nothing is written), and the sealing queue trigger fires for
-# every entry COPY inserts (row triggers run for COPY); the chains are sealed after commit.
-# Cash only (no units, so no lots). Elsewhere than PostgreSQL: `entry_post` for each entry.
+# A pay run posts one entry per holder: 100,000 of them. `BatchEntry` is one such entry as
+# data (the pay run builds its ledger request and digest from it; a single payout posts it
+# through `entry_post`); `cash_fan_out_post` below writes a whole batch of them set-based.
 
 
 @dataclass(frozen=True)
@@ -1163,60 +1157,6 @@ class BatchEntry:
     metadata: Mapping[str, Any] | None = None
 
 
-_BATCH_ENTRY_COLUMNS = (
-    "id",
-    "kind",
-    "idempotency_key",
-    "request_digest",
-    "effective_at",
-    "recorded_at",
-    "created_by_id",
-    "memo",
-    "reverses_id",
-    "chain",
-    "metadata",
-)
-_BATCH_POSTING_COLUMNS = ("entry_id", "account_id", "asset", "amount", "cost_minor", "effective_at")
-
-
-def _batch_check(entry: BatchEntry) -> None:
-    if not entry.idempotency_key or len(entry.idempotency_key) > 200:
-        raise ValidationFailed(
-            "An idempotency key of 1 to 200 characters is required.", code="idempotency_key"
-        )
-    if len(entry.legs) < 2:
-        raise ValidationFailed("An entry needs at least two postings.", code="entry_too_small")
-    sums: dict[str, int] = defaultdict(int)
-    for spec, amount in entry.legs:
-        if isinstance(amount, bool) or not isinstance(amount, int):
-            raise TypeError("ledger amounts are ints (minor units or quanta)")
-        if amount == 0:
-            raise ValidationFailed("A posting cannot be zero.", code="zero_posting")
-        if spec.is_units:
-            raise ValidationFailed("Batched entries move cash only.", code="batch_cash_only")
-        sums[spec.asset] += amount
-    unbalanced = {asset: total for asset, total in sums.items() if total}
-    if unbalanced:
-        raise ValidationFailed(f"Entry does not balance: {unbalanced}.", code="entry_unbalanced")
-
-
-def _batch_replays(entries: Sequence[BatchEntry], digests: Sequence[str]) -> dict[str, int]:
-    """Keys already used: key → entry id for the same request; Conflict for another."""
-    keys = [entry.idempotency_key for entry in entries]
-    if len(set(keys)) != len(keys):
-        raise ValidationFailed("A batch names a key twice.", code="idempotency_key_repeated")
-    wanted = dict(zip(keys, digests, strict=True))
-    used = _fetch(
-        "SELECT idempotency_key, request_digest, id FROM captable_entry "
-        "WHERE idempotency_key = ANY(%s)",
-        [keys],
-    )
-    for key, digest, _ in used:
-        if wanted[key] != digest:
-            raise _key_reused(key)
-    return {key: entry_id for key, _, entry_id in used}
-
-
 _BATCH_ACCOUNTS_SQL = """
     INSERT INTO captable_account (key, kind, asset, offering_id, investor_id, issuer_id,
                                   reference, allows_negative, balance, version, created_at)
@@ -1225,23 +1165,6 @@ _BATCH_ACCOUNTS_SQL = """
                 %s::bigint[], %s::boolean[]) AS t(k, kd, a, o, i, s, r, n)
     ON CONFLICT (key) DO NOTHING
 """
-
-
-def _batch_accounts(specs: Sequence[AccountSpec]) -> dict[str, _BatchAccount]:
-    """Every account of the batch, created if new (one statement) and locked in primary-key
-    order (as every writer locks)."""
-    unique = list({spec.key: spec for spec in specs}.values())
-    columns = ("key", "kind", "asset", "offering_id", "investor_id", "issuer_id", "reference")
-    values = [[getattr(spec, column) for spec in unique] for column in columns]
-    allows = [spec.create_defaults()["allows_negative"] for spec in unique]
-    with connection.cursor() as cursor:
-        cursor.execute(_BATCH_ACCOUNTS_SQL, [*values, allows])
-    found = _fetch(
-        "SELECT id, key, balance, allows_negative FROM captable_account WHERE key = ANY(%s) "
-        "ORDER BY id FOR UPDATE",
-        [[spec.key for spec in unique]],
-    )
-    return {row[1]: _BatchAccount(*row) for row in found}
 
 
 @dataclass(frozen=True, slots=True)
@@ -1254,102 +1177,8 @@ class _BatchAccount:
     allows_negative: bool
 
 
-def _batch_balances_check(
-    entries: Sequence[BatchEntry], accounts: Mapping[str, _BatchAccount]
-) -> None:
-    deltas: dict[str, int] = defaultdict(int)
-    for entry in entries:
-        for spec, amount in entry.legs:
-            deltas[spec.key] += amount
-    for key, delta in sorted(deltas.items()):
-        account = accounts[key]
-        if not account.allows_negative and account.balance + delta < 0:
-            raise LimitExceeded(
-                f"{account.key} holds {account.balance}; this batch needs {-delta}.",
-                code="insufficient_balance",
-                account=account.key,
-                balance=account.balance,
-                required=-delta,
-            )
-
-
-def _batch_copy(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    connection.ensure_connection()
-    names = ", ".join(columns)
-    with connection.cursor() as cursor:
-        raw = cursor.cursor  # psycopg's cursor (Django's wrapper has no copy())
-        with raw.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-
-
-def entries_post_batch(
-    entries: Sequence[BatchEntry], *, actor: User | None = None
-) -> dict[str, int]:
-    """Post many cash entries in one transaction (COPY on PostgreSQL); returns key → entry id,
-    for the replayed keys too. All or nothing."""
-    for entry in entries:
-        _batch_check(entry)
-    if connection.vendor != "postgresql":
-        with transaction.atomic():  # all or nothing here too
-            return {entry.idempotency_key: _post_one(entry, actor).pk for entry in entries}
-    digests = [request_digest(entry.kind, entry.request) for entry in entries]
-    with transaction.atomic():
-        posted = _batch_replays(entries, digests)
-        new = [
-            (entry, digest)
-            for entry, digest in zip(entries, digests, strict=True)
-            if entry.idempotency_key not in posted
-        ]
-        if new:
-            posted |= _batch_insert(new, actor)
-    return posted
-
-
-def _batch_insert(new: Sequence[tuple[BatchEntry, str]], actor: User | None) -> dict[str, int]:
-    accounts = _batch_accounts([spec for entry, _ in new for spec, _ in entry.legs])
-    _batch_balances_check([entry for entry, _ in new], accounts)
-    sequence = "SELECT nextval(pg_get_serial_sequence('captable_entry', 'id'))"
-    ids = [row[0] for row in _fetch(f"{sequence} FROM generate_series(1, %s)", [len(new)])]
-    now = timezone.now()
-    actor_id = actor.pk if actor else None
-    entry_rows: list[tuple[Any, ...]] = []
-    posting_rows: list[tuple[Any, ...]] = []
-    chains: set[str] = set()
-    for entry_id, (entry, digest) in zip(ids, new, strict=True):
-        chain = f"cash:{min(spec.asset for spec, _ in entry.legs)}"
-        chains.add(chain)
-        metadata = json.dumps(dict(entry.metadata or {}), default=str)
-        key, memo = entry.idempotency_key, entry.memo
-        entry_rows.append(
-            (entry_id, entry.kind, key, digest, now, now, actor_id, memo, None, chain, metadata)
-        )
-        for spec, amount in sorted(entry.legs, key=lambda leg: -leg[1]):  # credits first
-            posting_rows.append((entry_id, accounts[spec.key].pk, spec.asset, amount, 0, now))
-    _batch_copy("captable_entry", _BATCH_ENTRY_COLUMNS, entry_rows)
-    _batch_copy("captable_posting", _BATCH_POSTING_COLUMNS, posting_rows)
-    if settings.LEDGER_SEAL_ON_COMMIT:
-        for chain in sorted(chains):
-            transaction.on_commit(_sealer(chain))
-    return {entry.idempotency_key: entry_id for entry_id, (entry, _) in zip(ids, new, strict=True)}
-
-
 def _sealer(chain: str) -> Callable[[], None]:
     return lambda: _seal_after_commit(chain)
-
-
-def _post_one(entry: BatchEntry, actor: User | None) -> Entry:
-    specs = [spec for spec, _ in entry.legs]
-    return entry_post(
-        kind=entry.kind,
-        idempotency_key=entry.idempotency_key,
-        request=entry.request,
-        lock_first=specs,
-        build_legs=lambda locked: [Leg(locked[spec.key], amount) for spec, amount in entry.legs],
-        actor=actor,
-        memo=entry.memo,
-        metadata=entry.metadata,
-    )
 
 
 # --- many cash entries of one shape, as columns (appended section: cash_fan_out_post) --------
@@ -1357,7 +1186,7 @@ def _post_one(entry: BatchEntry, actor: User | None) -> Entry:
 # The pay run's entries all have one shape: one source account debited, the investor's cash
 # account and up to a few fixed accounts credited. `cash_fan_out_post` takes them as columns
 # (no object per entry) and writes entries and postings with ONE set-based statement on
-# PostgreSQL (no row leaves or re-enters Python), under the same rules as `entries_post_batch`:
+# PostgreSQL (no row leaves or re-enters Python), under the same rules as `entry_post`:
 # keys used once (a replay is skipped, another request under a used key is a Conflict and
 # nothing is written), no zero posting, the source not below zero (checked here on the locked
 # balance, and by the account's CHECK), accounts created if new and locked in primary-key
