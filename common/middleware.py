@@ -1,7 +1,7 @@
 """Middleware the JSON API does not need, skipped for it.
 
 The API (/api/) authenticates with bearer tokens (common/auth.py sets `request.user` when a
-token is valid), sets no cookies and renders no pages: sessions, CSRF cookies, messages,
+token is valid), sets no cookies and renders no pages: sessions, messages,
 django-htmx and the session user are for the portal and the admin. These subclasses of theirs
 pass API requests straight through, so API requests do not pay for them; everything else gets
 them unchanged (and Django's checks still find the classes they expect). `request.user` of an
@@ -10,7 +10,6 @@ API request starts anonymous (a valid token sets it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.middleware import (
@@ -19,8 +18,7 @@ from django.contrib.auth.middleware import (
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.messages.middleware import MessageMiddleware as DjangoMessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
-from django.http import HttpRequest, HttpResponseBase, HttpResponseForbidden
-from django.middleware.csrf import CsrfViewMiddleware as DjangoCsrfViewMiddleware
+from django.http import HttpRequest
 from django_htmx.middleware import HtmxMiddleware as DjangoHtmxMiddleware
 
 API_PREFIX = "/api/"
@@ -35,25 +33,6 @@ class SessionMiddleware(DjangoSessionMiddleware):
         if is_api_request(request):
             return self.get_response(request)
         return super().__call__(request)
-
-
-class CsrfViewMiddleware(DjangoCsrfViewMiddleware):
-    # The API's views are CSRF-exempt (no cookie authentication): nothing to check or set.
-    def __call__(self, request: HttpRequest) -> Any:
-        if is_api_request(request):
-            return self.get_response(request)
-        return super().__call__(request)
-
-    def process_view(
-        self,
-        request: HttpRequest,
-        callback: Callable[..., HttpResponseBase],
-        callback_args: Any,
-        callback_kwargs: Any,
-    ) -> HttpResponseForbidden | None:
-        if is_api_request(request):
-            return None
-        return super().process_view(request, callback, callback_args, callback_kwargs)
 
 
 class AuthenticationMiddleware(DjangoAuthenticationMiddleware):
