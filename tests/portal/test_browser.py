@@ -75,6 +75,10 @@ def _axe_script() -> Path:
 AXE_SCRIPT = _axe_script()
 # Generous: the machine running the suite is often shared, and a page is slow under load.
 STEP_TIMEOUT_MS = 30_000
+# The width of an image once the browser has fetched and decoded it: `decode()` waits for the
+# load (reading `complete` straight after the page renders races it) and rejects, failing the
+# test, when the image cannot be loaded.
+LOADED_WIDTH = "img => img.decode().then(() => img.naturalWidth)"
 PASSWORD = "plum-orchard-velvet-42"
 SPONSOR_PASSWORD = "correct-horse-battery"  # tests.conftest.new_user's
 
@@ -300,7 +304,7 @@ def test_investor_journey_from_sign_up_to_statement(page: Page, staff_page: Page
         "img", name="Red-brick duplex with a dark roof, seen from Birch Street"
     )
     expect(photo).to_have_attribute("src", re.compile(r"^/properties/\d+/photo/\?v="))
-    assert photo.evaluate("img => img.complete && img.naturalWidth") == 800  # it loaded
+    assert photo.evaluate(LOADED_WIDTH) == 800  # it loaded
     other = page.get_by_role("listitem").filter(has_text="Larimer Square Offices")
     expect(other.get_by_role("img")).to_have_attribute("src", re.compile(r"placeholder\.svg$"))
     steps.check("marketplace")
@@ -587,7 +591,7 @@ def test_sponsor_creates_edits_and_submits_an_offering(
     expect(page.get_by_text("Photo saved.")).to_be_visible()
     photo = page.get_by_role("img", name="Brick lofts over shops on Harbor Way")
     expect(photo).to_have_attribute("src", re.compile(r"^/properties/\d+/photo/"))
-    assert photo.evaluate("img => img.complete && img.naturalWidth") == 800
+    assert photo.evaluate(LOADED_WIDTH) == 800
     steps.check("photo")
 
     page.get_by_role("button", name="Submit for review").click()
