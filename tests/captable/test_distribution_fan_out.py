@@ -240,6 +240,26 @@ def test_postings_added_in_several_statements_are_checked_together_at_commit() -
 
 
 @pytest.mark.django_db(transaction=True)
+def test_postings_of_an_entry_already_queued_for_its_check_are_still_checked() -> None:
+    # migration 0017: a posting statement touching exactly the entries an earlier statement of
+    # the transaction queued does not queue them again; the one check at COMMIT covers it
+    source, cash = two_cash_accounts()
+    entries = Entry.objects.count()
+    with (
+        pytest.raises(DatabaseError, match="unbalanced: USD sums to -100"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        entry_id = raw_entry(cursor, "raw-queued-once")
+        raw_posting(cursor, entry_id, source, -7_00)
+        raw_posting(cursor, entry_id, cash, 6_00)
+        cursor.execute("SELECT count(*) FROM captable_entry_check_pending")
+        assert cursor.fetchone()[0] == 1  # queued by the entry's statement only
+    assert Entry.objects.count() == entries
+    assert Account.objects.get(pk=cash).balance == 0
+
+
+@pytest.mark.django_db(transaction=True)
 def test_one_unbalanced_entry_among_many_fails_the_whole_statement_at_commit() -> None:
     source, cash = two_cash_accounts()
     entries = Entry.objects.count()
