@@ -28,6 +28,7 @@ from captable.distributions import (
     payout_pay,
 )
 from captable.models import Distribution, EntryKind, Payout, ReinvestmentElection
+from common.sql import fetch
 
 BATCH_SIZE = 25_000
 # Up to this many payouts a run pays them one by one (each committed as it is paid, as the
@@ -39,11 +40,15 @@ ONE_BY_ONE_MAX = 1_000
 _UNPAID_LOCKED_SQL = """
     SELECT id, investor_id, gross_minor, income_minor, return_of_capital_minor,
            withholding_minor, net_minor, promote_minor
-    FROM captable_payout WHERE id = ANY(%s) AND paid_at IS NULL ORDER BY id FOR UPDATE
+    FROM captable_payout WHERE id = ANY(%s::bigint[]) AND paid_at IS NULL ORDER BY id FOR UPDATE
 """
 
+_INVESTORS_OF_SQL = (
+    "SELECT investor_id FROM captable_payout WHERE id = ANY(%s::bigint[]) ORDER BY investor_id"
+)
+
 _PAID_SQL = """
-    UPDATE captable_payout p SET entry_id = v.entry_id, paid_at = %s
+    UPDATE captable_payout p SET entry_id = v.entry_id, paid_at = %s::timestamptz
     FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, entry_id) WHERE p.id = v.id
 """
 
@@ -122,18 +127,26 @@ def payouts_fan_out(
     )
 
 
+def _cash_accounts_open(distribution: Distribution, payout_ids: list[int]) -> None:
+    """The batch's holders' available-cash accounts, opened (committed) before the batch pays
+    them: see `ledger.cash_accounts_open`."""
+    investor_ids = [investor_id for (investor_id,) in fetch(_INVESTORS_OF_SQL, [payout_ids])]
+    ledger.cash_accounts_open(investor_ids, distribution.currency)
+
+
 def _pay_batch(distribution: Distribution, payout_ids: list[int]) -> int:
     accounts = DistributionAccounts.of(distribution)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_UNPAID_LOCKED_SQL, [payout_ids])
-        payouts = [PayoutParts(*row) for row in cursor.fetchall()]
+    # Statements through common.sql: server-side parameters, so 25,000-element arrays are not
+    # quoted into the statement text.
+    with transaction.atomic():
+        payouts = [PayoutParts(*row) for row in fetch(_UNPAID_LOCKED_SQL, [payout_ids])]
         to_post = [p for p in payouts if p.gross_minor or p.promote_minor]
         now = timezone.now()
         if to_post:
             keys = ledger.cash_fan_out_post(payouts_fan_out(to_post, distribution, accounts))
             shape = _PayoutEntryShape(distribution, accounts)
             entry_ids = [keys[shape.key(p)] for p in to_post]
-            cursor.execute(_PAID_SQL, [now, [p.pk for p in to_post], entry_ids])
+            fetch(_PAID_SQL, [now, [p.pk for p in to_post], entry_ids])
         zero = [p.pk for p in payouts if not (p.gross_minor or p.promote_minor)]
         if zero:
             Payout.objects.filter(pk__in=zero).update(paid_at=now)
@@ -163,7 +176,9 @@ def distribution_pay_run_batched(
         one_by_one, batched = one_by_one + batched, []
     paid = 0
     for start in range(0, len(batched), batch_size):
-        paid += _pay_batch(distribution, batched[start : start + batch_size])
+        batch = batched[start : start + batch_size]
+        _cash_accounts_open(distribution, batch)
+        paid += _pay_batch(distribution, batch)
     for payout_id in one_by_one:
         payout_pay(payout_id=payout_id)
         paid += 1

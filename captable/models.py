@@ -59,15 +59,28 @@ NEGATIVE_ALLOWED_KINDS = (AccountKind.EXTERNAL, AccountKind.AUTHORIZED)
 
 
 class Account(models.Model):
-    key = models.CharField(max_length=120, unique=True)
+    # Unique by the Meta constraint: a `unique=True` CharField would add a second, LIKE-pattern
+    # index on PostgreSQL that no query uses (every account written updates each index).
+    key = models.CharField(max_length=120)
     kind = models.CharField(max_length=24, choices=AccountKind.choices)
     # A currency code ("USD") or an offering's units ("units:42").
     asset = models.CharField(max_length=32)
+    # Indexed by the Meta indexes ((offering, kind) serves lookups by offering alone).
     offering = models.ForeignKey(
-        Offering, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        Offering,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     investor = models.ForeignKey(
-        Investor, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        Investor,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     issuer = models.ForeignKey(
         Issuer, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -85,6 +98,7 @@ class Account(models.Model):
     class Meta:
         indexes = [models.Index(fields=["offering", "kind"]), models.Index(fields=["investor"])]
         constraints = [
+            models.UniqueConstraint(fields=["key"], name="account_key_unique"),
             models.CheckConstraint(
                 condition=Q(allows_negative=True) | Q(balance__gte=0),
                 name="account_no_negative_balance",
@@ -130,12 +144,15 @@ class Entry(models.Model):
     request_digest = models.CharField(max_length=64)
     effective_at = models.DateTimeField(db_index=True)
     recorded_at = models.DateTimeField(auto_now_add=True)
+    # Indexed only where set (Meta): entries written by the system (pay runs, closings) have
+    # no author and would only add NULLs to the index.
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="+",
+        db_index=False,
     )
     memo = models.TextField(blank=True)
     reverses = models.OneToOneField(
@@ -148,7 +165,15 @@ class Entry(models.Model):
 
     class Meta:
         verbose_name_plural = "entries"
-        indexes = [models.Index(fields=["chain", "id"])]
+        # No (chain, id) index: the sealing task reads its queue (UnsealedEntry), not entries
+        # by chain.
+        indexes = [
+            models.Index(
+                fields=["created_by"],
+                condition=Q(created_by__isnull=False),
+                name="entry_created_by",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=EntryKind.values), name="entry_kind_valid"),
             models.CheckConstraint(
@@ -192,11 +217,24 @@ class Lot(models.Model):
 
 
 class Posting(models.Model):
-    entry = models.ForeignKey(Entry, on_delete=models.PROTECT, related_name="postings")
+    # entry, account and lot are foreign keys checked per STATEMENT, not per row (no database
+    # foreign-key constraint): on PostgreSQL the posting trigger (`captable_postings_apply`)
+    # refuses a posting whose entry, account or lot does not exist, with one set-based look-up
+    # per insert statement instead of one locking look-up per row (420,000 of them at COMMIT
+    # in a pay run to 100,000 holders); on SQLite a row trigger does (migration 0018). The
+    # parent rows can never go away — entries and lots are append-only, accounts cannot be
+    # deleted — so no lock on them is needed either.
+    entry = models.ForeignKey(
+        Entry, on_delete=models.PROTECT, related_name="postings", db_constraint=False
+    )
     # account and lot are indexed by the Meta indexes below ((account, effective_at) serves
     # lookups by account alone); their foreign keys add no second index.
     account = models.ForeignKey(
-        Account, on_delete=models.PROTECT, related_name="postings", db_index=False
+        Account,
+        on_delete=models.PROTECT,
+        related_name="postings",
+        db_index=False,
+        db_constraint=False,
     )
     asset = models.CharField(max_length=32)
     amount = models.BigIntegerField()
@@ -209,6 +247,7 @@ class Posting(models.Model):
         blank=True,
         related_name="postings",
         db_index=False,
+        db_constraint=False,
     )
     # Copied from the entry so as-of queries read one table.
     effective_at = models.DateTimeField()
@@ -217,7 +256,8 @@ class Posting(models.Model):
         indexes = [
             models.Index(fields=["account", "effective_at"]),
             models.Index(fields=["asset", "effective_at"]),
-            models.Index(fields=["lot"]),
+            # Cash postings (most of them) have no lot: they stay out of this index.
+            models.Index(fields=["lot"], condition=Q(lot__isnull=False), name="posting_lot"),
         ]
         constraints = [
             models.CheckConstraint(condition=~Q(amount=0), name="posting_amount_not_zero"),
@@ -1465,8 +1505,19 @@ class Payout(models.Model):
     reinvested_quanta = models.BigIntegerField(default=0)
     reinvested_minor = models.BigIntegerField(default=0)
     reinvestment_note = models.TextField(blank=True)
-    entry = models.OneToOneField(
-        Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="payout"
+    # The payout's ledger entry: the one whose idempotency key is this payout's,
+    # "distribution:{distribution}:payout:{investor}" — a statement trigger checks it (migration
+    # 0018), and since entry keys and (distribution, investor) are both unique, no two payouts
+    # can name one entry. Not a database foreign key nor indexed: a pay run sets 100,000 of them
+    # in one UPDATE, which then writes no index (entries are append-only; none goes away).
+    entry = models.ForeignKey(
+        Entry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     paid_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

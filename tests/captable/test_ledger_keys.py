@@ -1,0 +1,120 @@
+"""The ledger's keys checked per statement (captable migration 0018): a posting's entry,
+account and lot, and a payout's entry, are not database foreign keys any more, and the
+database still refuses any row that names one that does not exist — against raw SQL too, on
+both databases. A payout can name only its own entry (the one under its payout key), so no two
+payouts share one. And a pay run's batch queues its entries for the balanced-entry check once,
+and posts only the keys not used before when some were."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection, transaction
+
+from captable import ledger
+from captable.models import Entry, Payout
+from tests.captable.factories import investors
+from tests.captable.test_distribution_fan_out import fan_out, funded_source
+from tests.captable.test_distributions import (
+    approve_and_fund,
+    balance,
+    cash_of,
+    closed_offering,
+    declare,
+    pay,
+)
+from tests.captable.test_ledger_database import (
+    ledger_snapshot,
+    run_sql_expecting_refusal,
+    small_ledger,  # noqa: F401 (a fixture)
+)
+
+MISSING = 987_654_321
+
+_POSTING_SQL = (
+    "INSERT INTO captable_posting (entry_id, account_id, asset, amount, cost_minor, lot_id,"
+    " effective_at) VALUES (%s, %s, %s, %s, 0, %s, %s)"
+)
+
+
+@pytest.mark.embedded
+@pytest.mark.parametrize("missing", ["entry", "account", "lot"])
+def test_a_posting_naming_a_missing_entry_account_or_lot_is_refused(small_ledger, missing):  # noqa: F811
+    offering, alice, _ = small_ledger
+    holding = ledger.holding_account(offering, alice)
+    entry = Entry.objects.get(kind="issue")
+    ids = {"entry": entry.pk, "account": holding.pk, "lot": holding.lots.get().pk}
+    ids[missing] = MISSING
+    before = ledger_snapshot()
+
+    message = run_sql_expecting_refusal(
+        _POSTING_SQL,
+        [ids["entry"], ids["account"], holding.asset, 1, ids["lot"], entry.effective_at],
+    )
+
+    assert f"unknown {missing}" in message
+    assert ledger_snapshot() == before
+
+
+def _paid_payouts() -> tuple[Payout, Payout]:
+    offering, _ = closed_offering([1, 3])
+    distribution = declare(offering, amount_minor=400_00)
+    approve_and_fund(distribution)
+    pay(distribution)
+    first, second = Payout.objects.filter(distribution=distribution).order_by("investor_id")
+    assert first.entry_id is not None
+    assert second.entry_id is not None
+    return first, second
+
+
+@pytest.mark.embedded
+@pytest.mark.django_db
+@pytest.mark.parametrize("named", ["another payout's entry", "a missing entry"])
+def test_a_payout_can_name_only_its_own_entry(named):
+    first, second = _paid_payouts()
+    entry_id = second.entry_id if named == "another payout's entry" else MISSING
+
+    message = run_sql_expecting_refusal(
+        "UPDATE captable_payout SET entry_id = %s WHERE id = %s", [entry_id, first.pk]
+    )
+
+    assert "not its payout entry" in message
+    first.refresh_from_db()
+    assert first.entry_id != entry_id
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+def test_a_fan_out_queues_its_entries_for_the_balanced_check_once():
+    people = investors(3)
+    source = funded_source(1_000_00)
+    with transaction.atomic():
+        posted = ledger.cash_fan_out_post(fan_out(source, people, [100, 200, 300]))
+        with connection.cursor() as cursor:
+            # (The test's own transaction never commits: the setup's checks are queued too.)
+            cursor.execute(
+                "SELECT entry_ids FROM captable_entry_check_pending"
+                " WHERE entry_ids && %s::bigint[]",
+                [list(posted.values())],
+            )
+            queued = [sorted(ids) for (ids,) in cursor.fetchall()]
+    # The entry and the posting statement triggers fire for one statement: one queued check.
+    assert queued == [sorted(posted.values())]
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+def test_a_fan_out_whose_keys_were_partly_used_posts_only_the_new_ones():
+    people = investors(4)
+    source = funded_source(1_000_00)
+    first = ledger.cash_fan_out_post(fan_out(source, people[:2], [100, 200]))
+    entries_before = Entry.objects.count()
+
+    # The same two requests again, with two new ones: the write under all four keys fails on
+    # the used keys, and only then are the replays looked up.
+    posted = ledger.cash_fan_out_post(fan_out(source, people, [100, 200, 300, 400]))
+
+    assert Entry.objects.count() == entries_before + 2
+    assert {key: posted[key] for key in first} == first
+    assert len(set(posted.values())) == 4
+    assert [cash_of(person) for person in people] == [100, 200, 300, 400]
+    assert balance(source) == 1_000_00 - 1_000
