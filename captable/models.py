@@ -1479,11 +1479,23 @@ class Payout(models.Model):
 
     # No single-column indexes: the unique (distribution, investor) and the (investor,
     # distribution) index lead with them (each payout written and paid updated one less).
+    # Checked per statement, not by database foreign keys (migration 0019): a distribution's
+    # 100,000 payouts are one COPY, and 200,000 row-level checks at COMMIT cost a second. Both
+    # never change, and neither parent can go away while a payout names it: a distribution has
+    # its append-only history, and a holder of record has a holding account (real keys).
     distribution = models.ForeignKey(
-        Distribution, on_delete=models.PROTECT, related_name="payouts", db_index=False
+        Distribution,
+        on_delete=models.PROTECT,
+        related_name="payouts",
+        db_index=False,
+        db_constraint=False,
     )
     investor = models.ForeignKey(
-        Investor, on_delete=models.PROTECT, related_name="payouts", db_index=False
+        Investor,
+        on_delete=models.PROTECT,
+        related_name="payouts",
+        db_index=False,
+        db_constraint=False,
     )
     # Units held at the record date.
     quanta = models.BigIntegerField()

@@ -1,7 +1,8 @@
-"""The ledger's keys checked per statement (captable migration 0018): a posting's entry,
-account and lot, and a payout's entry, are not database foreign keys any more, and the
-database still refuses any row that names one that does not exist — against raw SQL too, on
-both databases. A payout can name only its own entry (the one under its payout key), so no two
+"""The ledger's keys checked per statement (captable migrations 0018, 0019): a posting's
+entry, account and lot, and a payout's entry, distribution and investor, are not database
+foreign keys any more, and the database still refuses any row that names one that does not
+exist — against raw SQL too, on both databases; a payout's distribution and holder never
+change. A payout can name only its own entry (the one under its payout key), so no two
 payouts share one. And a pay run's batch queues its entries for the balanced-entry check once,
 and posts only the keys not used before when some were."""
 
@@ -118,3 +119,43 @@ def test_a_fan_out_whose_keys_were_partly_used_posts_only_the_new_ones():
     assert len(set(posted.values())) == 4
     assert [cash_of(person) for person in people] == [100, 200, 300, 400]
     assert balance(source) == 1_000_00 - 1_000
+
+
+def _payout_copy_sql(replaced: str) -> str:
+    """INSERT a copy of a payout (every column but the id) with `replaced` set to %s."""
+    columns = [f.column for f in Payout._meta.concrete_fields if not f.primary_key]
+    values = ["%s" if column == replaced else column for column in columns]
+    return (
+        f"INSERT INTO captable_payout ({', '.join(columns)}) "
+        f"SELECT {', '.join(values)} FROM captable_payout WHERE id = %s"
+    )
+
+
+@pytest.mark.embedded
+@pytest.mark.django_db
+@pytest.mark.parametrize("column", ["distribution_id", "investor_id"])
+def test_a_payout_of_a_missing_distribution_or_investor_is_refused(column):
+    first, _ = _paid_payouts()
+    payouts_before = Payout.objects.count()
+
+    message = run_sql_expecting_refusal(_payout_copy_sql(column), [MISSING, first.pk])
+
+    assert "unknown distribution" in message
+    assert Payout.objects.count() == payouts_before
+
+
+@pytest.mark.embedded
+@pytest.mark.django_db
+@pytest.mark.parametrize("column", ["distribution_id", "investor_id"])
+def test_a_payouts_distribution_and_holder_never_change(column):
+    first, second = _paid_payouts()
+    other = getattr(second, column) if column == "investor_id" else second.distribution_id + 1
+
+    message = run_sql_expecting_refusal(
+        f"UPDATE captable_payout SET {column} = %s WHERE id = %s",
+        [other, first.pk],
+    )
+
+    assert "never change" in message
+    first.refresh_from_db()
+    assert getattr(first, column) != other
