@@ -123,7 +123,7 @@ def test_a_fan_out_whose_keys_were_partly_used_posts_only_the_new_ones():
 
 def _payout_copy_sql(replaced: str) -> str:
     """INSERT a copy of a payout (every column but the id) with `replaced` set to %s."""
-    columns = [f.column for f in Payout._meta.concrete_fields if not f.primary_key]
+    columns = [str(f.column) for f in Payout._meta.concrete_fields if not f.primary_key]
     values = ["%s" if column == replaced else column for column in columns]
     return (
         f"INSERT INTO captable_payout ({', '.join(columns)}) "
