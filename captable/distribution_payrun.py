@@ -40,16 +40,16 @@ ONE_BY_ONE_MAX = 1_000
 _UNPAID_LOCKED_SQL = """
     SELECT id, investor_id, gross_minor, income_minor, return_of_capital_minor,
            withholding_minor, net_minor, promote_minor
-    FROM captable_payout WHERE id = ANY(%s::bigint[]) AND paid_at IS NULL ORDER BY id FOR UPDATE
+    FROM captable_payout WHERE id = ANY(%b::bigint[]) AND paid_at IS NULL ORDER BY id FOR UPDATE
 """
 
 _INVESTORS_OF_SQL = (
-    "SELECT investor_id FROM captable_payout WHERE id = ANY(%s::bigint[]) ORDER BY investor_id"
+    "SELECT investor_id FROM captable_payout WHERE id = ANY(%b::bigint[]) ORDER BY investor_id"
 )
 
 _PAID_SQL = """
     UPDATE captable_payout p SET entry_id = v.entry_id, paid_at = %s::timestamptz
-    FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, entry_id) WHERE p.id = v.id
+    FROM unnest(%b::bigint[], %b::bigint[]) AS v(id, entry_id) WHERE p.id = v.id
 """
 
 

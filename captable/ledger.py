@@ -1275,7 +1275,7 @@ def _batch_replays_of(keys: Sequence[str], digests: Sequence[str]) -> dict[str, 
     wanted = dict(zip(keys, digests, strict=True))
     used = _fetch(
         "SELECT idempotency_key, request_digest, id FROM captable_entry "
-        "WHERE idempotency_key = ANY(%s::text[])",
+        "WHERE idempotency_key = ANY(%b::text[])",
         [list(keys)],
         prepared=True,
     )
@@ -1287,14 +1287,14 @@ def _batch_replays_of(keys: Sequence[str], digests: Sequence[str]) -> dict[str, 
 
 _LOCK_ACCOUNTS_SQL = (
     "SELECT id, key, balance, allows_negative FROM captable_account "
-    "WHERE key = ANY(%s::text[]) ORDER BY id FOR UPDATE"
+    "WHERE key = ANY(%b::text[]) ORDER BY id FOR UPDATE"
 )
 
 _FAN_OUT_CASH_ACCOUNTS_SQL = """
     INSERT INTO captable_account (key, kind, asset, investor_id, allows_negative, balance,
                                   version, created_at)
     SELECT 'cash:i' || i || ':' || %s::text, %s::text, %s::text, i, false, 0, 0, now()
-    FROM unnest(%s::bigint[]) AS t(i)
+    FROM unnest(%b::bigint[]) AS t(i)
     ON CONFLICT (key) DO NOTHING
 """
 
@@ -1324,7 +1324,7 @@ def _fan_out_accounts(fan_out: CashFanOut) -> tuple[dict[str, _BatchAccount], li
 
 def _fan_out_sql(side_count: int) -> str:
     sides = [f"side{n}" for n in range(side_count)]
-    side_arrays = "".join(", %s::bigint[]" for _ in sides)
+    side_arrays = "".join(", %b::bigint[]" for _ in sides)
     side_columns = "".join(f", {side}" for side in sides)
     total = " + ".join(["to_cash", *sides])
     side_legs = "".join(f", (%s::bigint, {side})" for side in sides)
@@ -1332,8 +1332,8 @@ def _fan_out_sql(side_count: int) -> str:
     return f"""
     WITH spec AS MATERIALIZED (
         SELECT nextval(pg_get_serial_sequence('captable_entry', 'id')) AS id, s.*
-        FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]{side_arrays},
-                    %s::text[])
+        FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[]{side_arrays},
+                    %b::text[])
              AS s(key, digest, cash_account_id, to_cash{side_columns}, metadata)
     ),
     entries AS (
@@ -1422,7 +1422,9 @@ def _fan_out_write(fan_out: CashFanOut, actor: User | None) -> dict[str, int]:
         source.pk,
     ]
     # Server-side parameters (prepared): 25,000-element arrays travel as parameters, not as
-    # literals quoted into the statement's text by Python and parsed again by PostgreSQL.
+    # literals quoted into the statement's text by Python and parsed again by PostgreSQL; in
+    # binary (%b): psycopg's text format escapes each element of a text array with a regular
+    # expression (seconds, over a pay run's keys, digests and metadata).
     return dict(_fetch(_fan_out_sql(len(fan_out.sides)), params, prepared=True))
 
 
