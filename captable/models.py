@@ -83,7 +83,12 @@ class Account(models.Model):
         db_index=False,
     )
     issuer = models.ForeignKey(
-        Issuer, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        Issuer,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     # Other owners that have no model yet (a distribution's id for its payable account).
     reference = models.BigIntegerField(null=True, blank=True)
@@ -96,7 +101,20 @@ class Account(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["offering", "kind"]), models.Index(fields=["investor"])]
+        # The offering and issuer indexes leave out the accounts without one (an investor's
+        # cash account: a pay run opens 100,000 of them); a lookup by offering or issuer
+        # implies it is set, so these partial indexes serve it.
+        indexes = [
+            models.Index(
+                fields=["offering", "kind"],
+                condition=Q(offering__isnull=False),
+                name="account_offering_kind",
+            ),
+            models.Index(fields=["investor"]),
+            models.Index(
+                fields=["issuer"], condition=Q(issuer__isnull=False), name="account_issuer"
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["key"], name="account_key_unique"),
             models.CheckConstraint(
