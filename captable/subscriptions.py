@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -81,7 +82,7 @@ from common.errors import (
 )
 from common.models import User
 from common.money import basis_points_of, format_minor_units
-from common.sql import adapt_datetime, column, fetch, fetch_one, model_from_row
+from common.sql import Rider, adapt_datetime, column, fetch, fetch_one, model_from_row
 from investors.compliance import (
     ComplianceDecision,
     ecsp_check,
@@ -477,6 +478,7 @@ class _SubscribeFacts:
     held: Totals
     reg_cf_invested_minor: int
     waitlist_exists: bool
+    subscription_id: int | None  # allocated ahead of the write, when asked
 
 
 @functools.cache
@@ -518,21 +520,23 @@ def _public_offerings_sql(vendor: str) -> tuple[str, tuple[Any, ...]]:
 
 
 def _subscribe_facts(
-    actor: User, investor: Investor | None, offering_id: int, now: datetime
+    actor: User, investor: Investor | None, offering_id: int, now: datetime, *, allocate_id: bool
 ) -> _SubscribeFacts:
     """ONE statement: the offering, whether everyone may see it, the investor's totals in it,
-    their Reg CF 12-month total and whether anyone is on its waitlist. An offering not
-    visible to everyone is checked against the caller's own visibility (a sponsor's draft, a
-    Reg D 506(b) offering): NotFound unless they may see it."""
+    their Reg CF 12-month total and whether anyone is on its waitlist (and, `allocate_id`, on
+    PostgreSQL, the new subscription's id, so its response can be rendered before the write).
+    An offering not visible to everyone is checked against the caller's own visibility (a
+    sponsor's draft, a Reg D 506(b) offering): NotFound unless they may see it."""
     investor_id = investor.pk if investor is not None else None
     public_sql, public_params = _public_offerings_sql(connection.vendor)
     reg_cf_sql, reg_cf_params = reg_cf_invested_query(investor_id, now)
     waitlist_sql, waitlist_params = waitlist_query(offering_id)
     totals_sql, totals_params = investor_offering_totals_query(investor_id, offering_id)
     columns = _offering_columns(connection.vendor)
+    new_id = f"nextval('{_subscription_id_sequence()}')" if allocate_id else "NULL"
     sql = (
         f"SELECT {columns}, ({reg_cf_sql}), EXISTS ({waitlist_sql}), "  # noqa: S608
-        f"totals.quanta, totals.amount, o.id IN ({public_sql}) "
+        f"totals.quanta, totals.amount, {new_id}, o.id IN ({public_sql}) "
         f"FROM {Offering._meta.db_table} o, ({totals_sql}) totals WHERE o.id = %s"
     )
     params = [*reg_cf_params, *waitlist_params, *public_params, *totals_params, offering_id]
@@ -540,13 +544,24 @@ def _subscribe_facts(
     if row is None or not (row[-1] or _visible_to(actor, offering_id)):
         raise NotFound(f"Offering {offering_id} not found.", code="offering_not_found")
     count = len(_offering_fields())
-    reg_cf_invested, waitlisted, held_quanta, held_amount, _ = row[count:]
+    reg_cf_invested, waitlisted, held_quanta, held_amount, allocated_id, _ = row[count:]
     return _SubscribeFacts(
         offering=model_from_row(Offering, _offering_fields(), row[:count]),
         held=Totals(int(held_quanta), int(held_amount)),
         reg_cf_invested_minor=int(reg_cf_invested),
         waitlist_exists=bool(waitlisted),
+        subscription_id=allocated_id,
     )
+
+
+@functools.cache
+def _subscription_id_sequence() -> str:
+    """The sequence behind `Subscription.id` (PostgreSQL), read once per process."""
+    table = Subscription._meta.db_table
+    row = fetch_one("SELECT pg_get_serial_sequence(%s, %s)", [table, Subscription._meta.pk.column])
+    assert row is not None
+    assert row[0], f"{table}.id has no sequence"
+    return str(row[0]).replace("'", "''")
 
 
 @functools.cache
@@ -573,10 +588,15 @@ def _history_row(subscription: Subscription, actor: User, reason: str) -> Subscr
 
 
 @functools.cache
-def _reserve_and_create_sql() -> tuple[list[Field[Any, Any]], list[Field[Any, Any]], str]:
-    """PostgreSQL: the reservation, the subscription and its history row in ONE statement;
-    the INSERTs read their row from the UPDATE, so nothing is written unless it reserved."""
-    subscription_fields = [f for f in Subscription._meta.concrete_fields if not f.primary_key]
+def _reserve_and_create_sql(
+    *, with_id: bool, rider_sql: str | None
+) -> tuple[list[Field[Any, Any]], list[Field[Any, Any]], str]:
+    """PostgreSQL: the reservation, the subscription (`with_id`: its id allocated already)
+    and its history row in ONE statement, and the rider if any; the INSERTs read their row
+    from the UPDATE, so nothing is written unless it reserved."""
+    subscription_fields = [
+        f for f in Subscription._meta.concrete_fields if with_id or not f.primary_key
+    ]
     history_fields = [
         f
         for f in SubscriptionStatusChange._meta.concrete_fields
@@ -588,6 +608,8 @@ def _reserve_and_create_sql() -> tuple[list[Field[Any, Any]], list[Field[Any, An
             f"CAST(%({prefix}{f.attname})s AS {f.db_type(connection)})" for f in fields
         )
 
+    rider = f"rider AS ({rider_sql.replace('{only_if}', 'created')}), " if rider_sql else ""
+    rode = "EXISTS (SELECT FROM rider)" if rider_sql else "false"
     sql = (
         f"WITH reserved AS ({_RESERVE_SQL}), "  # noqa: S608
         f"created AS (INSERT INTO {Subscription._meta.db_table} "
@@ -595,18 +617,41 @@ def _reserve_and_create_sql() -> tuple[list[Field[Any, Any]], list[Field[Any, An
         f"SELECT {casts('s_', subscription_fields)} FROM reserved RETURNING id), "
         f"history AS (INSERT INTO {SubscriptionStatusChange._meta.db_table} "
         f"(subscription_id, {', '.join(column(f) for f in history_fields)}) "
-        f"SELECT created.id, {casts('h_', history_fields)} FROM created RETURNING id) "
-        "SELECT created.id, history.id FROM created, history"
+        f"SELECT created.id, {casts('h_', history_fields)} FROM created RETURNING id), "
+        f"{rider}done AS (SELECT created.id, history.id FROM created, history) "
+        f"SELECT done.*, {rode} FROM done"
     )
     return subscription_fields, history_fields, sql
 
 
+# Field types whose value, as this module sets it (int, str, bool, aware datetime or None), is
+# already what PostgreSQL's driver takes: `get_db_prep_save` would hand it back unchanged.
+_PASSED_AS_IS = frozenset(
+    {"BigIntegerField", "BooleanField", "CharField", "DateTimeField", "ForeignKey", "TextField"}
+)
+
+
+def _save_parameters(
+    row: Subscription | SubscriptionStatusChange, prefix: str, fields: list[Field[Any, Any]]
+) -> dict[str, Any]:
+    values = {}
+    for field in fields:
+        value = getattr(row, field.attname)
+        if field.get_internal_type() not in _PASSED_AS_IS:
+            value = field.get_db_prep_save(value, connection)
+        values[f"{prefix}{field.attname}"] = value
+    return values
+
+
 def _reserve_and_create(
-    offering: Offering, subscription: Subscription, history: SubscriptionStatusChange
+    offering: Offering,
+    subscription: Subscription,
+    history: SubscriptionStatusChange,
+    rider: Rider | None,
 ) -> bool:
-    """Reserve the units and write the reserved subscription with its history row, in one
-    round trip on PostgreSQL. False: not reserved (supply ran out, or the offering changed
-    meanwhile), and nothing written."""
+    """Reserve the units and write the reserved subscription with its history row (and the
+    rider, PostgreSQL), in one round trip on PostgreSQL. False: not reserved (supply ran out,
+    or the offering changed meanwhile), and nothing written."""
     now = subscription.created_at
     assert now is not None
     if connection.vendor != "postgresql":
@@ -616,21 +661,23 @@ def _reserve_and_create(
         history.subscription = subscription
         history.save(force_insert=True)
         return True
-    subscription_fields, history_fields, sql = _reserve_and_create_sql()
+    subscription_fields, history_fields, sql = _reserve_and_create_sql(
+        with_id=subscription.pk is not None, rider_sql=rider.sql if rider else None
+    )
     params = _reserve_parameters(offering, subscription.quanta, now)
-    for prefix, row, fields in (
-        ("s_", subscription, subscription_fields),
-        ("h_", history, history_fields),
-    ):
-        for field in fields:
-            value = field.get_db_prep_save(getattr(row, field.attname), connection)
-            params[f"{prefix}{field.attname}"] = value
+    params.update(_save_parameters(subscription, "s_", subscription_fields))
+    params.update(_save_parameters(history, "h_", history_fields))
+    if rider is not None:
+        params.update(rider.params)
     created = fetch_one(sql, params)
     if created is None:
         return False
-    subscription.pk, history.pk = created
+    subscription.pk, history.pk, rode = created
     subscription._state.adding = history._state.adding = False
     history.subscription = subscription
+    if rider is not None:
+        assert rode, "the rider must write with the subscription"
+        rider.ran = True
     return True
 
 
@@ -659,21 +706,26 @@ def subscription_create(
     units: Decimal | None = None,
     risk_warning_acknowledged: bool = False,
     savepoint: bool = True,
+    rider_for: Callable[[Subscription], Rider] | None = None,
 ) -> Subscription:
     """Subscribe the calling investor for `quanta` (or `units`, in the offering's units) of a
     live offering: every check first (each refusal a `DomainError`, nothing written), then the
     units are reserved, or the subscription joins the waitlist when supply has run out. One
     transaction; `savepoint=False` inside a caller's transaction that rolls back whenever
     this raises (the API's). The returned subscription carries its offering, history and
-    signatures (rendering it reads nothing more)."""
+    signatures (rendering it reads nothing more). `rider_for` (PostgreSQL): given the reserved
+    subscription about to be written (its id, offering, history and signatures known), a
+    `Rider` to write in the same statement (the API's stored response); it rides only when the
+    units are reserved in one go (`ran` tells)."""
     if (quanta is None) == (units is None):
         raise TypeError("give quanta or units")
     if quanta is not None and quanta <= 0:
         raise ValidationFailed("units must be positive.", code="units_not_positive", field="units")
     now = timezone.now()
+    allocate_id = rider_for is not None and connection.vendor == "postgresql"
     with transaction.atomic(savepoint=savepoint):
         investor = _investor_locked(actor)
-        facts = _subscribe_facts(actor, investor, offering_id, now)
+        facts = _subscribe_facts(actor, investor, offering_id, now, allocate_id=allocate_id)
         offering = facts.offering
         if quanta is None:
             assert units is not None
@@ -704,9 +756,14 @@ def subscription_create(
         )
         # Writes from here on: the reservation is the last check (it may refuse too).
         subscription = _new_subscription(offering, investor, quanta, amount_minor, compliance, now)
+        subscription.pk = facts.subscription_id
         reserved = _history_row(subscription, actor, f"Reserved {_units(quanta, offering)} units.")
-        if not facts.waitlist_exists and _reserve_and_create(offering, subscription, reserved):
-            return _with_known_history(subscription, reserved)
+        if not facts.waitlist_exists:
+            rider = None
+            if rider_for is not None and subscription.pk is not None:
+                rider = rider_for(_with_known_history(subscription, reserved))
+            if _reserve_and_create(offering, subscription, reserved, rider):
+                return _with_known_history(subscription, reserved)
         # Out of supply, someone is waiting, or the offering changed: decide under its row
         # lock, so a concurrent release sees this subscription on the waitlist and promotes
         # it in order.

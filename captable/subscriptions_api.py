@@ -25,6 +25,7 @@ from captable.subscription_schemas import (
     SubscriptionDetailOut,
     SubscriptionOut,
     SubscriptionSignIn,
+    subscription_detail_out,
 )
 from captable.subscription_selectors import (
     reconfirmations_of_subscription,
@@ -33,9 +34,10 @@ from captable.subscription_selectors import (
     subscriptions_of_user,
 )
 from common.auth import client_ip_of
-from common.idempotency import idempotent
+from common.idempotency import ResponseSlot, idempotent_rate_limited
 from common.pagination import BoundedLimitOffsetPagination
-from common.ratelimit import THROTTLED_RESPONSE, rate_limited_call
+from common.ratelimit import THROTTLED_RESPONSE
+from common.sql import Rider
 
 subscriptions_router = Router(tags=["subscriptions"])
 
@@ -61,22 +63,25 @@ def subscription_create(
     change nothing. Rate-limited per user (429 with `Retry-After`)."""
     actor = actor_of(request)
 
-    def operation() -> tuple[int, SubscriptionDetailOut]:
+    def operation(slot: ResponseSlot | None) -> tuple[int, SubscriptionDetailOut | None]:
+        def stored_with_the_write(subscription: Subscription) -> Rider:
+            assert slot is not None
+            return slot.rider(201, subscription_detail_out(subscription))
+
         subscription = subscriptions.subscription_create(
             actor=actor,
             offering_id=offering_id,
             units=Decimal(payload.units),
             risk_warning_acknowledged=payload.risk_warning_acknowledged,
             savepoint=False,  # inside the rate limiter's transaction, which rolls back on error
+            rider_for=stored_with_the_write if slot is not None else None,
         )
-        return 201, SubscriptionDetailOut.from_orm(subscription)
+        if slot is not None and slot.stored() is not None:
+            return 201, None  # the response went with the write
+        return 201, subscription_detail_out(subscription)
 
     # One transaction: the rate count, the idempotency record and the subscription.
-    return rate_limited_call(
-        scope="subscribe",
-        user=actor,
-        call=lambda: idempotent(request, operation=operation, savepoint=False),
-    )
+    return idempotent_rate_limited(request, scope="subscribe", operation=operation)
 
 
 @subscriptions_router.get("/subscriptions", response={200: list[SubscriptionOut], **READ_ERRORS})

@@ -44,6 +44,7 @@ never while the key is held.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -62,7 +63,14 @@ from pydantic import BaseModel
 
 from common.errors import Conflict, NotAuthenticated, ValidationFailed
 from common.models import IdempotencyRecord, User
-from common.sql import adapt_datetime, column, fetch, fetch_one
+from common.ratelimit import (
+    PendingCount,
+    counted_again_if_rolled_back,
+    database_count,
+    rate_limited_call,
+)
+from common.sql import Rider, adapt_datetime, column, fetch, fetch_one
+from common.throttle import RATE_COUNTER_UPSERT_SQL
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -73,6 +81,8 @@ _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL SQLSTATE raised when lock_timeout ex
 PURGE_BATCH_SIZE = 5_000
 
 Operation = Callable[[], tuple[int, Any]]
+# An operation given the record's slot (None where it cannot ride: it returns its response).
+SlotOperation = Callable[["ResponseSlot | None"], tuple[int, Any]]
 
 
 def idempotent(
@@ -90,11 +100,85 @@ def idempotent(
         record_id = _record_claim(user=user, key=key, fingerprint=fingerprint, request=request)
         if record_id is None:
             return _replay(user=user, key=key, fingerprint=fingerprint)
-        status, body = operation()
-        content = render_json(body)
-        completed = fetch(_complete_sql(), [status, content.decode(), record_id])
-        assert completed, "the record inserted in this transaction must still be there"
+        status, content = _run_and_store(record_id, lambda _slot: operation())
     return _json_response(status, content, is_replay=False)
+
+
+def idempotent_rate_limited(
+    request: HttpRequest, *, scope: str, operation: SlotOperation
+) -> HttpResponse:
+    """`rate_limited_call(scope, idempotent(operation))` in fewer round trips: on PostgreSQL the
+    rate count (when the counters live in the database) and the claim of the key are ONE
+    statement, and `operation` gets the record's `ResponseSlot`, so that it may store its
+    response with its own last write. Same semantics as the composition: refused past the
+    limit before anything else is decided (`Throttled`), every call counted once, one
+    transaction. Elsewhere (SQLite) it is that composition, and `operation` gets no slot."""
+    if connection.vendor != "postgresql":
+        return rate_limited_call(
+            scope=scope,
+            user=_user_of(request),
+            call=lambda: idempotent(request, operation=lambda: operation(None), savepoint=False),
+        )
+    key = idempotency_key_of(request)
+    user = _user_of(request)
+    fingerprint = request_fingerprint(request)
+    pending = database_count(scope=scope, user=user)  # Redis: counted (or refused) here
+    guard = counted_again_if_rolled_back(pending) if pending else contextlib.nullcontext()
+    with guard, transaction.atomic():
+        count, record_id = _counted_claim(
+            user=user, key=key, fingerprint=fingerprint, request=request, pending=pending
+        )
+        if pending is not None:
+            pending.check(count)
+        if record_id is None:
+            return _replay(user=user, key=key, fingerprint=fingerprint)
+        status, content = _run_and_store(record_id, operation)
+    return _json_response(status, content, is_replay=False)
+
+
+class ResponseSlot:
+    """Where the response of the request being run goes (its idempotency record). An
+    operation whose last statement writes anyway can carry the response along
+    (`rider(...)`), saving the round trip of storing it afterwards; otherwise the response it
+    returns is stored as usual."""
+
+    def __init__(self, record_id: int) -> None:
+        self.record_id = record_id
+        self._stored: tuple[int, bytes, Rider] | None = None
+
+    def rider(self, status: int, body: Any) -> Rider:
+        """The UPDATE storing (status, body) as a `Rider` of the operation's last statement.
+        If the rider ran, that is the response (whatever the operation returns)."""
+        content = render_json(body)
+        rider = Rider(
+            _store_rider_sql(),
+            {
+                "idempotency_record": self.record_id,
+                "idempotency_status": status,
+                "idempotency_body": content.decode(),
+            },
+        )
+        self._stored = (status, content, rider)
+        return rider
+
+    def stored(self) -> tuple[int, bytes] | None:
+        if self._stored is None or not self._stored[2].ran:
+            return None
+        return self._stored[0], self._stored[1]
+
+
+def _run_and_store(record_id: int, operation: SlotOperation) -> tuple[int, bytes]:
+    """Run `operation` for the record just claimed; store its response (unless a rider of its
+    own statement did) and return it."""
+    slot = ResponseSlot(record_id)
+    status, body = operation(slot)
+    stored = slot.stored()
+    if stored is not None:
+        return stored
+    content = render_json(body)
+    completed = fetch(_complete_sql(), [status, content.decode(), record_id])
+    assert completed, "the record inserted in this transaction must still be there"
+    return status, content
 
 
 @functools.cache
@@ -107,6 +191,19 @@ def _complete_sql() -> str:
         f"UPDATE {quote(meta.db_table)} SET {column(status)} = %s, "  # noqa: S608
         f"{column(body)} = %s WHERE {column(meta.pk)} = %s "
         f"RETURNING {column(meta.pk)}"
+    )
+
+
+@functools.cache
+def _store_rider_sql() -> str:
+    """`_complete_sql` as a rider (named parameters; `{only_if}`: the host statement's CTE)."""
+    meta = IdempotencyRecord._meta
+    quote = connection.ops.quote_name
+    status, body = meta.get_field("response_status"), meta.get_field("response_body")
+    return (
+        f"UPDATE {quote(meta.db_table)} SET {column(status)} = %(idempotency_status)s, "  # noqa: S608
+        f"{column(body)} = %(idempotency_body)s WHERE {column(meta.pk)} = %(idempotency_record)s "
+        "AND EXISTS (SELECT FROM {only_if}) RETURNING 1"
     )
 
 
@@ -198,21 +295,53 @@ def _json_default(value: Any) -> Any:
 def _record_claim(*, user: User, key: str, fingerprint: str, request: HttpRequest) -> int | None:
     """Insert the record; its id, or None if the key already has a committed record. Blocks
     (bounded, on PostgreSQL) while another transaction holds the same key."""
-    values = [
-        user.pk,
-        key,
-        fingerprint,
-        request.method or "",
-        request.get_full_path(),
-        "",
-        adapt_datetime(timezone.now()),
-    ]
     if connection.vendor != "postgresql":
-        row = fetch_one(_claim_sql(bounded=False), values)
+        values = _record_values(user=user, key=key, fingerprint=fingerprint, request=request)
+        row = fetch_one(_claim_sql(bounded=False, counted=False), list(values.values()))
         return None if row is None else int(row[0])
+    _, record_id = _counted_claim(
+        user=user, key=key, fingerprint=fingerprint, request=request, pending=None
+    )
+    return record_id
+
+
+def _record_values(
+    *, user: User, key: str, fingerprint: str, request: HttpRequest
+) -> dict[str, Any]:
+    """The new record's values, in `_RECORD_FIELDS` order."""
+    return {
+        "record_user": user.pk,
+        "record_key": key,
+        "record_fingerprint": fingerprint,
+        "record_method": request.method or "",
+        "record_path": request.get_full_path(),
+        "record_body": "",
+        "record_created_at": adapt_datetime(timezone.now()),
+    }
+
+
+_RECORD_FIELDS = ("user", "key", "fingerprint", "method", "path", "response_body", "created_at")
+
+
+def _counted_claim(
+    *,
+    user: User,
+    key: str,
+    fingerprint: str,
+    request: HttpRequest,
+    pending: PendingCount | None,
+) -> tuple[int, int | None]:
+    """PostgreSQL: count the call (`pending`; 0 without) and, unless that count is past the
+    limit, claim the key, waiting at most IDEMPOTENCY_WAIT_SECONDS for a concurrent holder of
+    it (409 past that); one statement. Returns (count, the record's id or None: the key has a
+    committed record, or the call is over the limit and claimed nothing)."""
     wait_milliseconds = int(getattr(settings, "IDEMPOTENCY_WAIT_SECONDS", 10) * 1000)
+    parameters = _record_values(user=user, key=key, fingerprint=fingerprint, request=request)
+    parameters["wait"] = f"{wait_milliseconds}ms"
+    if pending is not None:
+        parameters.update(pending.parameters(), limit=pending.limit)
     try:
-        row = fetch_one(_claim_sql(bounded=True), [f"{wait_milliseconds}ms", *values])
+        row = fetch_one(_claim_sql(bounded=True, counted=pending is not None), parameters)
     except OperationalError as error:
         if _is_lock_timeout(error):
             raise Conflict(
@@ -221,39 +350,49 @@ def _record_claim(*, user: User, key: str, fingerprint: str, request: HttpReques
             ) from error
         raise
     assert row is not None
-    return None if row[0] is None else int(row[0])
+    return int(row[0]), None if row[1] is None else int(row[1])
 
 
 @functools.cache
-def _claim_sql(*, bounded: bool) -> str:
+def _claim_sql(*, bounded: bool, counted: bool) -> str:
     """`INSERT … ON CONFLICT (user, key) DO NOTHING RETURNING id` (NULL: the key exists).
     `bounded` (PostgreSQL), in the same statement: this transaction's lock_timeout is set for
     the wait on a concurrent holder of the key, and set back to what it was once the INSERT is
-    done, so the operation's own locks wait as they usually do."""
+    done, so the operation's own locks wait as they usually do. `counted` (with `bounded`):
+    first the rate counter's upsert (common/throttle.py), under the usual lock_timeout, and
+    no claim when its count is past `limit`. Returns (count or 0, id)."""
     meta = IdempotencyRecord._meta
     quote = connection.ops.quote_name
-    names = ("user", "key", "fingerprint", "method", "path", "response_body", "created_at")
-    fields = [meta.get_field(name) for name in names]
+    fields = [meta.get_field(name) for name in _RECORD_FIELDS]
     columns = ", ".join(column(field) for field in fields)
     table, conflict = quote(meta.db_table), f"{column(fields[0])}, {column(fields[1])}"
     returning = column(meta.pk)
+    names = ["user", "key", "fingerprint", "method", "path", "body", "created_at"]
     # Identifiers come from the model's metadata; every value is a query parameter.
     if not bounded:
         return (
             f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) "  # noqa: S608
             f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}"
         )
-    casts = ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in fields)
-    # Order: the INSERT reads its row from `bound`, which sets the timeout first; the outer
-    # SELECT evaluates its set_config on the rows of the join with `claimed`, i.e. after the
-    # INSERT (and any wait) is done.
+    casts = ", ".join(
+        f"CAST(%(record_{name})s AS {field.db_type(connection)})"
+        for name, field in zip(names, fields, strict=True)
+    )
+    # Order: `bound` reads the count first (so the counter's upsert runs before the timeout
+    # is set, and waits as usual), the INSERT reads its row from `bound`; the outer SELECT
+    # evaluates its set_config on the rows of the join with `claimed`, i.e. after the INSERT
+    # (and any wait) is done.
+    counter = f"counted AS ({RATE_COUNTER_UPSERT_SQL}), " if counted else ""
+    count, source = ("counted.count", "FROM counted") if counted else ("0", "")
+    within_limit = "WHERE bound.count <= %(limit)s " if counted else ""
     return (
-        "WITH bound AS MATERIALIZED (SELECT current_setting('lock_timeout') AS previous, "  # noqa: S608
-        "set_config('lock_timeout', %s, true) AS applied), "
+        f"WITH {counter}bound AS MATERIALIZED (SELECT {count} AS count, "  # noqa: S608
+        "current_setting('lock_timeout') AS previous, "
+        f"set_config('lock_timeout', %(wait)s, true) AS applied {source}), "
         f"claimed AS (INSERT INTO {table} ({columns}) SELECT {casts} FROM bound "
-        f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}) "
-        f"SELECT claimed.{returning}, set_config('lock_timeout', bound.previous, true) "
-        "FROM bound LEFT JOIN claimed ON true"
+        f"{within_limit}ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}) "
+        f"SELECT bound.count, claimed.{returning}, "
+        "set_config('lock_timeout', bound.previous, true) FROM bound LEFT JOIN claimed ON true"
     )
 
 

@@ -16,10 +16,12 @@ entry, or a limit of 0, is not limited.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import redis
@@ -30,7 +32,7 @@ from django.http import HttpRequest
 from common.errors import Throttled
 from common.models import User
 from common.schemas import ErrorOut
-from common.throttle import rate_counter_increment
+from common.throttle import rate_counter_increment, rate_counter_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -103,23 +105,61 @@ def rate_limited_call(*, scope: str, user: User, call: Callable[[], R]) -> R:
     counts once, as with `rate_limit_hit`. With Redis the count is Redis's, then `call` runs
     (in the transaction all the same, so the caller's contract does not depend on the store).
     `call` runs inside the transaction: it may open nested atomic blocks, never a durable one."""
+    pending = database_count(scope=scope, user=user)
+    if pending is None:
+        with transaction.atomic():
+            return call()
+    with counted_again_if_rolled_back(pending), transaction.atomic():
+        pending.check(_count_in_database(scope, pending.key, pending.window_seconds)[0])
+        return call()
+
+
+@dataclass(frozen=True)
+class PendingCount:
+    """A call to count in the database counters inside the caller's transaction (in a
+    statement of the caller's: `RATE_COUNTER_UPSERT_SQL` with `parameters()`), then `check`."""
+
+    scope: str
+    key: str
+    limit: int
+    window_seconds: int
+
+    def parameters(self) -> dict[str, object]:
+        return rate_counter_parameters(
+            scope=f"rl:{self.scope}", key=self.key, window_seconds=self.window_seconds
+        )
+
+    def check(self, count: int) -> None:
+        """Raise `Throttled` when `count` (this call's, in its window) is past the limit."""
+        if count > self.limit:
+            window_end = (int(time.time()) // self.window_seconds + 1) * self.window_seconds
+            retry_after = max(1, int(window_end - time.time() + 0.999))
+            raise _throttled(self.scope, self.limit, self.window_seconds, retry_after)
+
+
+def database_count(*, scope: str, user: User) -> PendingCount | None:
+    """What the caller's transaction must count for a call of `user` in `scope`, when the
+    counters live in the database; None when there is nothing left to count there (`scope` is
+    not limited, or Redis counted the call already: refused past the limit with
+    `Throttled`)."""
     limit, window_seconds = settings.RATE_LIMITS.get(scope, (0, 60))
-    if limit > 0 and settings.RATE_LIMIT_REDIS_URL:
-        rate_limit_hit(scope=scope, user=user)
-        limit = 0  # counted
     if limit <= 0:
-        with transaction.atomic():
-            return call()
-    key = _user_key(user)
+        return None
+    if settings.RATE_LIMIT_REDIS_URL:
+        rate_limit_hit(scope=scope, user=user)
+        return None
+    return PendingCount(scope, _user_key(user), limit, window_seconds)
+
+
+@contextlib.contextmanager
+def counted_again_if_rolled_back(pending: PendingCount) -> Iterator[None]:
+    """Wrap the transaction that counts `pending`: if it fails (refused, or the call raised),
+    its rollback took the count with it, so the call is counted again on its own."""
     try:
-        with transaction.atomic():
-            count, retry_after = _count_in_database(scope, key, window_seconds)
-            if count > limit:
-                raise _throttled(scope, limit, window_seconds, retry_after)
-            return call()
+        yield
     except BaseException:
         try:
-            _count_in_database(scope, key, window_seconds)
+            _count_in_database(pending.scope, pending.key, pending.window_seconds)
         except DatabaseError as error:  # the call's own error is the one to report
             logger.warning("rate limit: a failed call could not be counted (%r)", error)
         raise

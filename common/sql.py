@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -21,6 +22,22 @@ from django.db.models import Field, Model
 M = TypeVar("M", bound=Model)
 
 Params = Sequence[Any] | Mapping[str, Any]
+
+
+@dataclass
+class Rider:
+    """A data-modifying statement that runs as a CTE of another (PostgreSQL), sparing it a
+    round trip of its own: e.g. the response of an idempotent request stored by the write it
+    answers. `sql` names the host statement's CTE whose row it needs as `{only_if}` (the rider
+    must write nothing without it, and return a row when it wrote); its parameters are named,
+    with a prefix of its own. The host sets `ran` when the rider wrote."""
+
+    sql: str
+    params: dict[str, Any]
+    ran: bool = False
+
+    def cte(self, *, only_if: str) -> str:
+        return self.sql.replace("{only_if}", only_if)
 
 
 def fetch(sql: str, params: Params) -> list[tuple[Any, ...]]:

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from django.db import connection
 from django.utils import timezone
 
 from common.errors import Throttled
 from common.models import RateCounter
+from common.sql import adapt_datetime, fetch_one
 
-_UPSERT_SQL = """
-    INSERT INTO common_ratecounter (scope, key, window_start, count)
-    VALUES (%s, %s, %s, 1)
-    ON CONFLICT (scope, key, window_start)
-    DO UPDATE SET count = common_ratecounter.count + 1
-    RETURNING count
-"""
+# The parameters are named so that the statement can also be a CTE of a larger one
+# (common/idempotency.py counts a call and claims its key in one statement).
+RATE_COUNTER_UPSERT_SQL = (
+    "INSERT INTO common_ratecounter (scope, key, window_start, count) "
+    "VALUES (%(counter_scope)s, %(counter_key)s, %(counter_window)s, 1) "
+    "ON CONFLICT (scope, key, window_start) "
+    "DO UPDATE SET count = common_ratecounter.count + 1 "
+    "RETURNING count"
+)
 assert RateCounter._meta.db_table == "common_ratecounter"
 
 
@@ -30,13 +32,17 @@ def _window_start(now: datetime, window_seconds: int) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % window_seconds, tz=UTC)
 
 
+def rate_counter_parameters(*, scope: str, key: str, window_seconds: int) -> dict[str, object]:
+    """The parameters of `RATE_COUNTER_UPSERT_SQL` for one event now."""
+    start = _window_start(timezone.now(), window_seconds)
+    window = adapt_datetime(start)
+    return {"counter_scope": scope, "counter_key": key[:200], "counter_window": window}
+
+
 def rate_counter_increment(*, scope: str, key: str, window_seconds: int) -> int:
     """Count one event; return the number of events in the current window."""
-    start = _window_start(timezone.now(), window_seconds)
-    with connection.cursor() as cursor:
-        window = connection.ops.adapt_datetimefield_value(start)
-        cursor.execute(_UPSERT_SQL, [scope, key[:200], window])
-        row = cursor.fetchone()
+    parameters = rate_counter_parameters(scope=scope, key=key, window_seconds=window_seconds)
+    row = fetch_one(RATE_COUNTER_UPSERT_SQL, parameters)
     assert row is not None
     return int(row[0])
 
