@@ -34,7 +34,7 @@ from captable.subscription_selectors import (
     subscriptions_of_user,
 )
 from common.auth import client_ip_of
-from common.idempotency import ResponseSlot, idempotent_rate_limited
+from common.idempotency import Claim, RowLock, idempotent_rate_limited
 from common.pagination import BoundedLimitOffsetPagination
 from common.ratelimit import THROTTLED_RESPONSE
 from common.sql import Rider
@@ -63,10 +63,10 @@ def subscription_create(
     change nothing. Rate-limited per user (429 with `Retry-After`)."""
     actor = actor_of(request)
 
-    def operation(slot: ResponseSlot | None) -> tuple[int, SubscriptionDetailOut | None]:
+    def operation(claim: Claim | None) -> tuple[int, SubscriptionDetailOut | None]:
         def stored_with_the_write(subscription: Subscription) -> Rider:
-            assert slot is not None
-            return slot.rider(201, subscription_detail_out(subscription))
+            assert claim is not None
+            return claim.rider(201, subscription_detail_out(subscription))
 
         subscription = subscriptions.subscription_create(
             actor=actor,
@@ -74,14 +74,22 @@ def subscription_create(
             units=Decimal(payload.units),
             risk_warning_acknowledged=payload.risk_warning_acknowledged,
             savepoint=False,  # inside the rate limiter's transaction, which rolls back on error
-            rider_for=stored_with_the_write if slot is not None else None,
+            rider_for=stored_with_the_write if claim is not None else None,
+            locked_investor_row=(claim.locked_row,) if claim is not None else None,
         )
-        if slot is not None and slot.stored() is not None:
+        if claim is not None and claim.stored() is not None:
             return 201, None  # the response went with the write
         return 201, subscription_detail_out(subscription)
 
-    # One transaction: the rate count, the idempotency record and the subscription.
-    return idempotent_rate_limited(request, scope="subscribe", operation=operation)
+    # One transaction: the rate count, the idempotency record and the subscription; on
+    # PostgreSQL the count, the key's claim and the investor's row lock in one statement, and
+    # the response stored by the subscription's own write.
+    return idempotent_rate_limited(
+        request,
+        scope="subscribe",
+        operation=operation,
+        lock=RowLock(*subscriptions.investor_lock_statement(actor)),
+    )
 
 
 @subscriptions_router.get("/subscriptions", response={200: list[SubscriptionOut], **READ_ERRORS})

@@ -50,6 +50,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -81,8 +82,8 @@ _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL SQLSTATE raised when lock_timeout ex
 PURGE_BATCH_SIZE = 5_000
 
 Operation = Callable[[], tuple[int, Any]]
-# An operation given the record's slot (None where it cannot ride: it returns its response).
-SlotOperation = Callable[["ResponseSlot | None"], tuple[int, Any]]
+# An operation given the claim it runs under (None where there is none to ride on).
+ClaimOperation = Callable[["Claim | None"], tuple[int, Any]]
 
 
 def idempotent(
@@ -100,19 +101,20 @@ def idempotent(
         record_id = _record_claim(user=user, key=key, fingerprint=fingerprint, request=request)
         if record_id is None:
             return _replay(user=user, key=key, fingerprint=fingerprint)
-        status, content = _run_and_store(record_id, lambda _slot: operation())
+        status, content = _run_and_store(Claim(record_id), lambda _claim: operation())
     return _json_response(status, content, is_replay=False)
 
 
 def idempotent_rate_limited(
-    request: HttpRequest, *, scope: str, operation: SlotOperation
+    request: HttpRequest, *, scope: str, operation: ClaimOperation, lock: RowLock | None = None
 ) -> HttpResponse:
     """`rate_limited_call(scope, idempotent(operation))` in fewer round trips: on PostgreSQL the
-    rate count (when the counters live in the database) and the claim of the key are ONE
-    statement, and `operation` gets the record's `ResponseSlot`, so that it may store its
+    rate count (when the counters live in the database), the claim of the key and `lock` are
+    ONE statement, and `operation` gets the `Claim`: the locked row, and a way to store its
     response with its own last write. Same semantics as the composition: refused past the
     limit before anything else is decided (`Throttled`), every call counted once, one
-    transaction. Elsewhere (SQLite) it is that composition, and `operation` gets no slot."""
+    transaction. Elsewhere (SQLite) it is that composition, `operation` gets None (and takes
+    its locks itself)."""
     if connection.vendor != "postgresql":
         return rate_limited_call(
             scope=scope,
@@ -125,25 +127,43 @@ def idempotent_rate_limited(
     pending = database_count(scope=scope, user=user)  # Redis: counted (or refused) here
     guard = counted_again_if_rolled_back(pending) if pending else contextlib.nullcontext()
     with guard, transaction.atomic():
-        count, record_id = _counted_claim(
-            user=user, key=key, fingerprint=fingerprint, request=request, pending=pending
+        row = _counted_claim(
+            user=user,
+            key=key,
+            fingerprint=fingerprint,
+            request=request,
+            pending=pending,
+            lock=lock,
         )
         if pending is not None:
-            pending.check(count)
-        if record_id is None:
+            pending.check(int(row[0]))
+        if row[1] is None:
             return _replay(user=user, key=key, fingerprint=fingerprint)
-        status, content = _run_and_store(record_id, operation)
+        locked_row = row[2:] if lock is not None and row[2] is not None else None
+        status, content = _run_and_store(Claim(int(row[1]), locked_row), operation)
     return _json_response(status, content, is_replay=False)
 
 
-class ResponseSlot:
-    """Where the response of the request being run goes (its idempotency record). An
-    operation whose last statement writes anyway can carry the response along
+@dataclass(frozen=True)
+class RowLock:
+    """A row to lock with the claim of the key, in its statement (PostgreSQL): `sql` is a
+    `SELECT … FOR UPDATE` of one row with named parameters. It runs once the key is claimed
+    and the wait bound on the key lifted, so it waits as the operation's own locks do."""
+
+    sql: str
+    params: dict[str, Any]
+
+
+class Claim:
+    """The key just claimed, for the operation that runs under it: the row it asked to lock
+    (`locked_row`, None when there is no such row), and where its response goes (the
+    record). An operation whose last statement writes anyway can carry the response along
     (`rider(...)`), saving the round trip of storing it afterwards; otherwise the response it
     returns is stored as usual."""
 
-    def __init__(self, record_id: int) -> None:
+    def __init__(self, record_id: int, locked_row: tuple[Any, ...] | None = None) -> None:
         self.record_id = record_id
+        self.locked_row = locked_row
         self._stored: tuple[int, bytes, Rider] | None = None
 
     def rider(self, status: int, body: Any) -> Rider:
@@ -167,16 +187,15 @@ class ResponseSlot:
         return self._stored[0], self._stored[1]
 
 
-def _run_and_store(record_id: int, operation: SlotOperation) -> tuple[int, bytes]:
-    """Run `operation` for the record just claimed; store its response (unless a rider of its
+def _run_and_store(claim: Claim, operation: ClaimOperation) -> tuple[int, bytes]:
+    """Run `operation` for the key just claimed; store its response (unless a rider of its
     own statement did) and return it."""
-    slot = ResponseSlot(record_id)
-    status, body = operation(slot)
-    stored = slot.stored()
+    status, body = operation(claim)
+    stored = claim.stored()
     if stored is not None:
         return stored
     content = render_json(body)
-    completed = fetch(_complete_sql(), [status, content.decode(), record_id])
+    completed = fetch(_complete_sql(), [status, content.decode(), claim.record_id])
     assert completed, "the record inserted in this transaction must still be there"
     return status, content
 
@@ -299,10 +318,10 @@ def _record_claim(*, user: User, key: str, fingerprint: str, request: HttpReques
         values = _record_values(user=user, key=key, fingerprint=fingerprint, request=request)
         row = fetch_one(_claim_sql(bounded=False, counted=False), list(values.values()))
         return None if row is None else int(row[0])
-    _, record_id = _counted_claim(
-        user=user, key=key, fingerprint=fingerprint, request=request, pending=None
+    row = _counted_claim(
+        user=user, key=key, fingerprint=fingerprint, request=request, pending=None, lock=None
     )
-    return record_id
+    return None if row[1] is None else int(row[1])
 
 
 def _record_values(
@@ -330,18 +349,23 @@ def _counted_claim(
     fingerprint: str,
     request: HttpRequest,
     pending: PendingCount | None,
-) -> tuple[int, int | None]:
+    lock: RowLock | None,
+) -> tuple[Any, ...]:
     """PostgreSQL: count the call (`pending`; 0 without) and, unless that count is past the
     limit, claim the key, waiting at most IDEMPOTENCY_WAIT_SECONDS for a concurrent holder of
-    it (409 past that); one statement. Returns (count, the record's id or None: the key has a
-    committed record, or the call is over the limit and claimed nothing)."""
+    it (409 past that), then lock `lock`'s row if the key was claimed; one statement. Returns
+    (count, the record's id or None: the key has a committed record, or the call is over the
+    limit and claimed nothing, then the locked row's columns, NULL when not locked)."""
     wait_milliseconds = int(getattr(settings, "IDEMPOTENCY_WAIT_SECONDS", 10) * 1000)
     parameters = _record_values(user=user, key=key, fingerprint=fingerprint, request=request)
     parameters["wait"] = f"{wait_milliseconds}ms"
     if pending is not None:
         parameters.update(pending.parameters(), limit=pending.limit)
+    if lock is not None:
+        parameters.update(lock.params)
+    sql = _claim_sql(bounded=True, counted=pending is not None, lock_sql=lock.sql if lock else None)
     try:
-        row = fetch_one(_claim_sql(bounded=True, counted=pending is not None), parameters)
+        row = fetch_one(sql, parameters)
     except OperationalError as error:
         if _is_lock_timeout(error):
             raise Conflict(
@@ -350,17 +374,19 @@ def _counted_claim(
             ) from error
         raise
     assert row is not None
-    return int(row[0]), None if row[1] is None else int(row[1])
+    return row
 
 
 @functools.cache
-def _claim_sql(*, bounded: bool, counted: bool) -> str:
+def _claim_sql(*, bounded: bool, counted: bool, lock_sql: str | None = None) -> str:
     """`INSERT … ON CONFLICT (user, key) DO NOTHING RETURNING id` (NULL: the key exists).
     `bounded` (PostgreSQL), in the same statement: this transaction's lock_timeout is set for
     the wait on a concurrent holder of the key, and set back to what it was once the INSERT is
     done, so the operation's own locks wait as they usually do. `counted` (with `bounded`):
     first the rate counter's upsert (common/throttle.py), under the usual lock_timeout, and
-    no claim when its count is past `limit`. Returns (count or 0, id)."""
+    no claim when its count is past `limit`. `lock_sql` (with `bounded`): last, once the key
+    is claimed and the timeout restored, lock that row. Returns (count or 0, id, the locked
+    row's columns)."""
     meta = IdempotencyRecord._meta
     quote = connection.ops.quote_name
     fields = [meta.get_field(name) for name in _RECORD_FIELDS]
@@ -379,20 +405,30 @@ def _claim_sql(*, bounded: bool, counted: bool) -> str:
         for name, field in zip(names, fields, strict=True)
     )
     # Order: `bound` reads the count first (so the counter's upsert runs before the timeout
-    # is set, and waits as usual), the INSERT reads its row from `bound`; the outer SELECT
-    # evaluates its set_config on the rows of the join with `claimed`, i.e. after the INSERT
-    # (and any wait) is done.
+    # is set, and waits as usual), the INSERT reads its row from `bound`; `done` is read
+    # from the join with `claimed`, so it restores the timeout after the INSERT (and any
+    # wait); the row is locked (LockRows) only on `done`'s row, so after that.
     counter = f"counted AS ({RATE_COUNTER_UPSERT_SQL}), " if counted else ""
     count, source = ("counted.count", "FROM counted") if counted else ("0", "")
     within_limit = "WHERE bound.count <= %(limit)s " if counted else ""
+    locked, lock_join = "", ""
+    if lock_sql is not None:
+        locked = (
+            ", locked AS (SELECT target.* FROM done CROSS JOIN LATERAL "  # noqa: S608
+            f"({lock_sql}) target WHERE done.record_id IS NOT NULL)"
+        )
+        lock_join = " LEFT JOIN locked ON true"
     return (
         f"WITH {counter}bound AS MATERIALIZED (SELECT {count} AS count, "  # noqa: S608
         "current_setting('lock_timeout') AS previous, "
         f"set_config('lock_timeout', %(wait)s, true) AS applied {source}), "
         f"claimed AS (INSERT INTO {table} ({columns}) SELECT {casts} FROM bound "
-        f"{within_limit}ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}) "
-        f"SELECT bound.count, claimed.{returning}, "
-        "set_config('lock_timeout', bound.previous, true) FROM bound LEFT JOIN claimed ON true"
+        f"{within_limit}ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}), "
+        f"done AS MATERIALIZED (SELECT bound.count, claimed.{returning} AS record_id, "
+        "set_config('lock_timeout', bound.previous, true) AS restored "
+        f"FROM bound LEFT JOIN claimed ON true){locked} "
+        f"SELECT done.count, done.record_id{', locked.*' if lock_sql else ''} "
+        f"FROM done{lock_join}"
     )
 
 
