@@ -4,20 +4,29 @@ sign and cancel, and the error shapes."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
+from captable import subscriptions
 from captable.models import Subscription, SubscriptionAgreement
+from captable.subscription_schemas import SubscriptionDetailOut, subscription_detail_out
+from captable.subscription_selectors import subscription_get
+from common.idempotency import render_json
 from investors.models import Investor
 from offerings.models import Offering
 from tests.captable.test_subscriptions import (
+    ecsp_offering,
+    eu_investor,
     kyc_investor,
     open_offering,
     reserved_quanta,
     small_offering,
 )
+from tests.captable.test_subscriptions import subscribe as service_subscribe
 from tests.conftest import bearer, new_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
@@ -249,3 +258,28 @@ def test_read_the_agreement_sign_it_then_cancel(api_client):
     assert reserved_quanta(offering) == 0
     again = post(api_client, f"/subscriptions/{subscription['id']}/cancel", None, headers)
     assert (again.status_code, again.json()["code"]) == (409, "invalid_transition")
+
+
+def test_the_fast_rendering_is_the_schemas_own():
+    # The subscribe response is built field by field without validation
+    # (`subscription_detail_out`): it must render exactly as the schema validating the
+    # subscription does, for every shape (reserved with a reflection period and an
+    # acknowledged warning, waitlisted, signed with its signature), whether read back or as
+    # the service returns it (history known, nothing read).
+    tested = eu_investor(knowledge_test_valid_until=timezone.now() + timedelta(days=700))
+    ecsp = service_subscribe(tested, ecsp_offering(), 60, risk_warning_acknowledged=True)
+    offering = small_offering(5)
+    signer = kyc_investor(legal_name="Ada Lovelace")
+    signed = service_subscribe(signer, offering, 5)
+    subscriptions.subscription_sign(
+        actor=signer.user, subscription_id=signed.pk, typed_name="Ada Lovelace", ip_address=None
+    )
+    waiting = service_subscribe(kyc_investor(), offering, 2)
+    assert ecsp.revocable_until is not None
+    assert waiting.status == "waitlisted"
+    for created in (ecsp, signed, waiting):
+        shown = subscription_get(user=created.investor.user, subscription_id=created.pk)
+        expected = render_json(SubscriptionDetailOut.from_orm(shown))
+        assert render_json(subscription_detail_out(shown)) == expected
+        if created is not signed:  # (signing changed it since)
+            assert render_json(subscription_detail_out(created)) == expected

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,13 +22,14 @@ from functools import partial
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 
 from captable import subscriptions
 from captable.models import Subscription, SubscriptionStatusChange
 from captable.subscription_selectors import waitlist_position
 from common.errors import DomainError
+from investors.models import Investor
 from offerings.exemptions import Exemption
 from offerings.models import FundingModel
 from tests.captable.test_subscriptions import (
@@ -138,6 +140,74 @@ def test_the_same_idempotency_key_twenty_times_at_once_creates_one_subscription(
     first = [r for r in created if r.get("Idempotent-Replayed") != "true"]
     assert len(first) == 1
     assert all(r.content == first[0].content for r in created)
+
+
+@pytest.mark.parametrize("rate_limited", [True, False])
+def test_one_investor_cannot_exceed_the_maximum_with_concurrent_api_subscriptions(
+    settings, rate_limited
+):
+    # Through the API the investor's row is locked in the statement that counts the call and
+    # claims its key; the totals are read by the next statement, after the lock. (Without a
+    # limit there is no rate counter row, which would serialize the investor's calls too.)
+    if not rate_limited:
+        settings.RATE_LIMITS = {}
+    offering = open_offering(max_investment_units=10)
+    investor = kyc_investor()
+    path = f"/api/v1/offerings/{offering.pk}/subscriptions"
+    codes: list[str] = []
+    lock = threading.Lock()
+
+    def send(number: int) -> None:
+        headers: dict[str, Any] = {**bearer(investor.user), "HTTP_IDEMPOTENCY_KEY": f"o-{number}"}
+        response = Client().post(
+            path, data=json.dumps({"units": "6"}), content_type="application/json", **headers
+        )
+        with lock:
+            codes.append("ok" if response.status_code == 201 else response.json()["code"])
+
+    assert race([partial(send, number) for number in range(8)]) == ["ok"] * 8
+
+    assert Counter(codes) == {"ok": 1, "above_maximum_investment": 7}
+    assert list(
+        Subscription.objects.filter(investor=investor).values_list("quanta", flat=True)
+    ) == [6]
+    assert reserved_quanta(offering) == 6
+
+
+def test_the_investor_lock_waits_as_locks_do_not_as_long_as_the_key_waits(settings):
+    # The investor's row is locked in the statement that claims the key, whose wait is
+    # bounded (IDEMPOTENCY_WAIT_SECONDS); the row lock itself must wait as usual.
+    settings.IDEMPOTENCY_WAIT_SECONDS = 0.5
+    offering = open_offering()
+    investor = kyc_investor()
+    path = f"/api/v1/offerings/{offering.pk}/subscriptions"
+    headers: dict[str, Any] = {**bearer(investor.user), "HTTP_IDEMPOTENCY_KEY": "patient"}
+    client = Client()
+    # (a first request loads the API, so that the one measured below is quick to start)
+    assert client.post(path, data="{}", content_type="application/json").status_code == 401
+    holding = threading.Event()
+
+    def hold_the_investor_row() -> None:
+        try:
+            with transaction.atomic():
+                Investor.objects.select_for_update().get(pk=investor.pk)
+                holding.set()
+                time.sleep(1.5)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_investor_row)
+    holder.start()
+    assert holding.wait(timeout=30)
+    began = time.monotonic()
+    response = client.post(
+        path, data=json.dumps({"units": "2"}), content_type="application/json", **headers
+    )
+    waited = time.monotonic() - began
+    holder.join(timeout=30)
+    assert response.status_code == 201, response.content
+    assert waited > 0.9, "it did not wait for the investor's row"
+    assert reserved_quanta(offering) == 2
 
 
 def test_at_most_35_non_accredited_purchasers_in_a_506b_offering_under_concurrency():
