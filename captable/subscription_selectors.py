@@ -120,9 +120,7 @@ _OFFERING = Offering._meta.db_table
 _LIVE_STATUSES = ", ".join(f"'{status}'" for status in SUBSCRIPTION_LIVE_STATUSES)
 
 
-def investor_offering_totals_query(
-    investor_id: int | None, offering_id: int
-) -> tuple[str, list[Any]]:
+def investor_offering_totals_query(investor_id: object, offering_id: int) -> tuple[str, list[Any]]:
     """Columns `quanta`, `amount`: the investor's live subscriptions (waitlisted included)
     to one offering."""
     sql = (
@@ -133,7 +131,7 @@ def investor_offering_totals_query(
     return sql, [investor_id, offering_id]
 
 
-def reg_cf_invested_query(investor_id: int | None, now: datetime) -> tuple[str, list[Any]]:
+def reg_cf_invested_query(investor_id: object, now: datetime) -> tuple[str, list[Any]]:
     """One column: the investor's Reg CF commitments on this platform over the 12 months to
     `now`, in any Reg CF offering (waitlisted ones included: they may still be filled)."""
     sql = (

@@ -35,9 +35,10 @@ Rules kept here:
 
 from __future__ import annotations
 
+import enum
 import functools
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -82,7 +83,15 @@ from common.errors import (
 )
 from common.models import User
 from common.money import basis_points_of, format_minor_units
-from common.sql import Rider, adapt_datetime, column, fetch, fetch_one, model_from_row
+from common.sql import (
+    Rider,
+    adapt_datetime,
+    column,
+    fetch,
+    fetch_one,
+    model_from_row,
+    named_parameters,
+)
 from investors.compliance import (
     ComplianceDecision,
     ecsp_check,
@@ -472,7 +481,8 @@ _INVESTOR_EXCLUDED = frozenset({"tax_id"})
 
 @dataclass(frozen=True)
 class _SubscribeFacts:
-    """Everything the checks need, read after the investor's row lock."""
+    """Everything the checks need, read after the investor's row lock (or, read ahead, with a
+    snapshot that may predate it: then the write checks that they still hold)."""
 
     offering: Offering
     held: Totals
@@ -500,20 +510,12 @@ def _investor_locked(actor: User) -> Investor | None:
     return _investor_of_row(actor, fetch_one(_investor_lock_sql(connection.vendor), [actor.pk]))
 
 
-def _investor_of_row(actor: User, row: tuple[Any, ...] | None) -> Investor | None:
-    if row is None:
+def _investor_of_row(actor: User, row: Sequence[Any] | None) -> Investor | None:
+    if row is None or row[0] is None:
         return None
     investor = model_from_row(Investor, _investor_fields(), row)
     investor.user = actor
     return investor
-
-
-def investor_lock_statement(actor: User) -> tuple[str, dict[str, Any]]:
-    """PostgreSQL: the `SELECT … FOR UPDATE` of the caller's investor row (named parameters),
-    for a caller that locks it in a statement of its own before `subscription_create(
-    locked_investor_row=...)` in the same transaction: a round trip saved."""
-    sql = _investor_lock_sql("postgresql").replace("%s", "%(locked_user)s")
-    return sql, {"locked_user": actor.pk}
 
 
 @functools.cache
@@ -530,15 +532,13 @@ def _public_offerings_sql(vendor: str) -> tuple[str, tuple[Any, ...]]:
     return sql, tuple(params)
 
 
-def _subscribe_facts(
-    actor: User, investor: Investor | None, offering_id: int, now: datetime, *, allocate_id: bool
-) -> _SubscribeFacts:
+def _facts_statement(
+    investor_id: object, offering_id: int, now: datetime, *, allocate_id: bool
+) -> tuple[str, list[Any]]:
     """ONE statement: the offering, whether everyone may see it, the investor's totals in it,
     their Reg CF 12-month total and whether anyone is on its waitlist (and, `allocate_id`, on
-    PostgreSQL, the new subscription's id, so its response can be rendered before the write).
-    An offering not visible to everyone is checked against the caller's own visibility (a
-    sponsor's draft, a Reg D 506(b) offering): NotFound unless they may see it."""
-    investor_id = investor.pk if investor is not None else None
+    PostgreSQL, the new subscription's id, so its response can be rendered before the
+    write)."""
     public_sql, public_params = _public_offerings_sql(connection.vendor)
     reg_cf_sql, reg_cf_params = reg_cf_invested_query(investor_id, now)
     waitlist_sql, waitlist_params = waitlist_query(offering_id)
@@ -551,8 +551,14 @@ def _subscribe_facts(
         f"FROM {Offering._meta.db_table} o, ({totals_sql}) totals WHERE o.id = %s"
     )
     params = [*reg_cf_params, *waitlist_params, *public_params, *totals_params, offering_id]
-    row = fetch_one(sql, params)
-    if row is None or not (row[-1] or _visible_to(actor, offering_id)):
+    return sql, params
+
+
+def _facts_of_row(actor: User, offering_id: int, row: Sequence[Any] | None) -> _SubscribeFacts:
+    """The facts read by `_facts_statement`. An offering not visible to everyone is checked
+    against the caller's own visibility (a sponsor's draft, a Reg D 506(b) offering):
+    NotFound unless they may see it."""
+    if row is None or row[0] is None or not (row[-1] or _visible_to(actor, offering_id)):
         raise NotFound(f"Offering {offering_id} not found.", code="offering_not_found")
     count = len(_offering_fields())
     reg_cf_invested, waitlisted, held_quanta, held_amount, allocated_id, _ = row[count:]
@@ -563,6 +569,50 @@ def _subscribe_facts(
         waitlist_exists=bool(waitlisted),
         subscription_id=allocated_id,
     )
+
+
+def _subscribe_facts(
+    actor: User, investor: Investor | None, offering_id: int, now: datetime
+) -> _SubscribeFacts:
+    investor_id = investor.pk if investor is not None else None
+    sql, params = _facts_statement(investor_id, offering_id, now, allocate_id=False)
+    return _facts_of_row(actor, offering_id, fetch_one(sql, params))
+
+
+@dataclass(frozen=True)
+class ReadAhead:
+    """PostgreSQL: the reads of a subscription (the caller's investor row, locked, and the
+    facts its checks need), as ONE `SELECT` (`sql`, named parameters) for a caller to run in
+    a statement of its own (the API's: with the rate count and the idempotency key's claim),
+    then to hand its row to `subscription_create(read_ahead=...)`, in the same transaction.
+    The facts are read with that statement's snapshot, which may predate the lock (if it
+    waited for it): the write checks that they still hold, and reads them again if not."""
+
+    offering_id: int
+    now: datetime
+    sql: str
+    params: dict[str, Any]
+
+
+# Where the investor's id goes in the read-ahead (the row it locks, in the same statement).
+_LOCKED_INVESTOR_ID = object()
+
+
+def subscription_read_ahead(actor: User, offering_id: int) -> ReadAhead:
+    now = timezone.now()
+    lock_sql = _investor_lock_sql("postgresql").replace("%s", "%(read_user)s")
+    facts_sql, facts_params = _facts_statement(
+        _LOCKED_INVESTOR_ID, offering_id, now, allocate_id=True
+    )
+    facts_sql, params = named_parameters(
+        facts_sql, facts_params, prefix="read_", inline={_LOCKED_INVESTOR_ID: "investor.id"}
+    )
+    sql = (
+        "SELECT investor.*, facts.* FROM (SELECT) one "  # noqa: S608
+        f"LEFT JOIN LATERAL ({lock_sql}) investor ON true "
+        f"LEFT JOIN LATERAL ({facts_sql}) facts ON true"
+    )
+    return ReadAhead(offering_id, now, sql, {**params, "read_user": actor.pk})
 
 
 @functools.cache
@@ -600,11 +650,14 @@ def _history_row(subscription: Subscription, actor: User, reason: str) -> Subscr
 
 @functools.cache
 def _reserve_and_create_sql(
-    *, with_id: bool, rider_sql: str | None
+    *, with_id: bool, rider_sql: str | None, guarded: bool
 ) -> tuple[list[Field[Any, Any]], list[Field[Any, Any]], str]:
     """PostgreSQL: the reservation, the subscription (`with_id`: its id allocated already)
     and its history row in ONE statement, and the rider if any; the INSERTs read their row
-    from the UPDATE, so nothing is written unless it reserved."""
+    from the UPDATE, so nothing is written unless it reserved. `guarded`: only if the
+    investor's totals are still those the checks used (`_guard_sql`). Returns one row: the
+    subscription's and history row's ids (NULL: nothing written), whether the rider wrote,
+    whether the guard held."""
     subscription_fields = [
         f for f in Subscription._meta.concrete_fields if with_id or not f.primary_key
     ]
@@ -619,20 +672,54 @@ def _reserve_and_create_sql(
             f"CAST(%({prefix}{f.attname})s AS {f.db_type(connection)})" for f in fields
         )
 
+    guard = f"guard AS MATERIALIZED (SELECT {_guard_sql()} AS held), " if guarded else ""
+    reserve = _RESERVE_SQL.removesuffix(" RETURNING id")
+    if guarded:
+        reserve += " AND (SELECT held FROM guard)"
     rider = f"rider AS ({rider_sql.replace('{only_if}', 'created')}), " if rider_sql else ""
-    rode = "EXISTS (SELECT FROM rider)" if rider_sql else "false"
     sql = (
-        f"WITH reserved AS ({_RESERVE_SQL}), "  # noqa: S608
+        f"WITH {guard}reserved AS ({reserve} RETURNING id), "  # noqa: S608
         f"created AS (INSERT INTO {Subscription._meta.db_table} "
         f"({', '.join(column(f) for f in subscription_fields)}) "
         f"SELECT {casts('s_', subscription_fields)} FROM reserved RETURNING id), "
         f"history AS (INSERT INTO {SubscriptionStatusChange._meta.db_table} "
         f"(subscription_id, {', '.join(column(f) for f in history_fields)}) "
         f"SELECT created.id, {casts('h_', history_fields)} FROM created RETURNING id), "
-        f"{rider}done AS (SELECT created.id, history.id FROM created, history) "
-        f"SELECT done.*, {rode} FROM done"
+        f"{rider}done AS (SELECT created.id AS subscription_id, history.id AS history_id "
+        "FROM created, history) "
+        "SELECT (SELECT subscription_id FROM done), (SELECT history_id FROM done), "
+        f"{'EXISTS (SELECT FROM rider)' if rider_sql else 'false'}, "
+        f"{'(SELECT held FROM guard)' if guarded else 'true'}"
     )
     return subscription_fields, history_fields, sql
+
+
+@functools.cache
+def _guard_sql() -> str:
+    """True while the investor's totals in the offering and their Reg CF 12-month total are
+    the ones given (`guard_*` parameters): the facts read ahead are still current."""
+    totals_sql, _ = named_parameters(
+        *investor_offering_totals_query(None, 0), prefix="guard_totals_"
+    )
+    reg_cf_sql, _ = named_parameters(
+        *reg_cf_invested_query(None, timezone.now()), prefix="guard_reg_cf_"
+    )
+    return (
+        "(SELECT (quanta, amount) = (%(guard_quanta)s, %(guard_amount)s) "  # noqa: S608
+        f"FROM ({totals_sql}) t) AND ({reg_cf_sql}) = %(guard_reg_cf)s"
+    )
+
+
+def _guard_parameters(investor: Investor, facts: _SubscribeFacts, now: datetime) -> dict[str, Any]:
+    totals = investor_offering_totals_query(investor.pk, facts.offering.pk)
+    reg_cf = reg_cf_invested_query(investor.pk, now)
+    return {
+        **named_parameters(*totals, prefix="guard_totals_")[1],
+        **named_parameters(*reg_cf, prefix="guard_reg_cf_")[1],
+        "guard_quanta": facts.held.quanta,
+        "guard_amount": facts.held.amount_minor,
+        "guard_reg_cf": facts.reg_cf_invested_minor,
+    }
 
 
 # Field types whose value, as this module sets it (int, str, bool, aware datetime or None), is
@@ -654,42 +741,55 @@ def _save_parameters(
     return values
 
 
+class _Written(enum.Enum):
+    CREATED = "created"
+    NOT_RESERVED = "not reserved"  # supply ran out, or the offering changed meanwhile
+    STALE = "stale"  # the facts read ahead no longer hold
+
+
 def _reserve_and_create(
     offering: Offering,
     subscription: Subscription,
     history: SubscriptionStatusChange,
     rider: Rider | None,
-) -> bool:
+    guard: dict[str, Any] | None = None,
+) -> _Written:
     """Reserve the units and write the reserved subscription with its history row (and the
-    rider, PostgreSQL), in one round trip on PostgreSQL. False: not reserved (supply ran out,
-    or the offering changed meanwhile), and nothing written."""
+    rider, PostgreSQL), in one round trip on PostgreSQL, only if the facts still hold
+    (`guard`, PostgreSQL: `_guard_parameters`). Unless CREATED, nothing written."""
     now = subscription.created_at
     assert now is not None
     if connection.vendor != "postgresql":
         if not _reserve(offering, subscription.quanta, now):
-            return False
+            return _Written.NOT_RESERVED
         subscription.save(force_insert=True)
         history.subscription = subscription
         history.save(force_insert=True)
-        return True
+        return _Written.CREATED
     subscription_fields, history_fields, sql = _reserve_and_create_sql(
-        with_id=subscription.pk is not None, rider_sql=rider.sql if rider else None
+        with_id=subscription.pk is not None,
+        rider_sql=rider.sql if rider else None,
+        guarded=guard is not None,
     )
     params = _reserve_parameters(offering, subscription.quanta, now)
     params.update(_save_parameters(subscription, "s_", subscription_fields))
     params.update(_save_parameters(history, "h_", history_fields))
-    if rider is not None:
-        params.update(rider.params)
-    created = fetch_one(sql, params)
-    if created is None:
-        return False
-    subscription.pk, history.pk, rode = created
+    params.update(rider.params if rider else {})
+    params.update(guard or {})
+    row = fetch_one(sql, params)
+    assert row is not None
+    subscription_id, history_id, rode, held = row
+    if not held:
+        return _Written.STALE
+    if subscription_id is None:
+        return _Written.NOT_RESERVED
+    subscription.pk, history.pk = subscription_id, history_id
     subscription._state.adding = history._state.adding = False
     history.subscription = subscription
     if rider is not None:
         assert rode, "the rider must write with the subscription"
         rider.ran = True
-    return True
+    return _Written.CREATED
 
 
 def _with_known_history(
@@ -709,6 +809,58 @@ def _with_known_history(
 # --- subscribe ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """A subscription that passed every check, to write."""
+
+    offering: Offering
+    quanta: int
+    amount_minor: int
+    compliance: Compliance
+
+
+def _checked(
+    *,
+    actor: User,
+    investor: Investor | None,
+    facts: _SubscribeFacts,
+    quanta: int | None,
+    units: Decimal | None,
+    risk_warning_acknowledged: bool,
+    now: datetime,
+) -> tuple[Investor, _Checked]:
+    """Every check of a subscription on `facts`; each refusal a `DomainError`."""
+    offering = facts.offering
+    if quanta is None:
+        assert units is not None
+        quanta = units_to_quanta(units, quanta_per_unit=offering.quanta_per_unit, field="units")
+        if quanta <= 0:
+            raise ValidationFailed(
+                "units must be positive.", code="units_not_positive", field="units"
+            )
+    if investor is None:
+        raise NotFound(NO_PROFILE_MESSAGE, code="investor_profile_missing")
+    _check_open(offering, now)
+    _check_kyc(investor)
+    _check_investment_bounds(offering, facts.held.quanta, quanta)
+    amount_minor = cost_of_quanta_minor(
+        quanta,
+        price_per_unit_minor=offering.price_per_unit_minor,
+        quanta_per_unit=offering.quanta_per_unit,
+    )
+    compliance = _compliance(
+        actor=actor,
+        investor=investor,
+        offering=offering,
+        amount_minor=amount_minor,
+        held_amount_minor=facts.held.amount_minor,
+        reg_cf_invested_minor=facts.reg_cf_invested_minor,
+        risk_warning_acknowledged=risk_warning_acknowledged,
+        now=now,
+    )
+    return investor, _Checked(offering, quanta, amount_minor, compliance)
+
+
 def subscription_create(
     *,
     actor: User,
@@ -717,74 +869,92 @@ def subscription_create(
     units: Decimal | None = None,
     risk_warning_acknowledged: bool = False,
     savepoint: bool = True,
+    read_ahead: tuple[ReadAhead, Sequence[Any]] | None = None,
     rider_for: Callable[[Subscription], Rider] | None = None,
-    locked_investor_row: tuple[tuple[Any, ...] | None] | None = None,
 ) -> Subscription:
     """Subscribe the calling investor for `quanta` (or `units`, in the offering's units) of a
     live offering: every check first (each refusal a `DomainError`, nothing written), then the
     units are reserved, or the subscription joins the waitlist when supply has run out. One
     transaction; `savepoint=False` inside a caller's transaction that rolls back whenever
     this raises (the API's). The returned subscription carries its offering, history and
-    signatures (rendering it reads nothing more). `rider_for` (PostgreSQL): given the reserved
-    subscription about to be written (its id, offering, history and signatures known), a
-    `Rider` to write in the same statement (the API's stored response); it rides only when the
-    units are reserved in one go (`ran` tells). `locked_investor_row`: the caller's
-    transaction ran `investor_lock_statement(actor)` already, in an earlier statement; its row, in a
-    1-tuple (`(None,)`: no investor profile)."""
+    signatures (rendering it reads nothing more).
+
+    PostgreSQL, a caller saving round trips: `read_ahead`, the `subscription_read_ahead`
+    the caller's transaction ran already and its row (the investor's row is locked);
+    `rider_for` (with `read_ahead`), given the reserved subscription about to be written (its
+    id, offering, history and signatures known), a `Rider` to write in the same statement
+    (the API's stored response); it rides only when the units are reserved in one go (`ran`
+    tells)."""
     if (quanta is None) == (units is None):
         raise TypeError("give quanta or units")
     if quanta is not None and quanta <= 0:
         raise ValidationFailed("units must be positive.", code="units_not_positive", field="units")
-    now = timezone.now()
-    allocate_id = rider_for is not None and connection.vendor == "postgresql"
+    now = timezone.now() if read_ahead is None else read_ahead[0].now
     with transaction.atomic(savepoint=savepoint):
-        if locked_investor_row is None:
+        guard = None
+        if read_ahead is None:
             investor = _investor_locked(actor)
+            facts = _subscribe_facts(actor, investor, offering_id, now)
         else:
-            investor = _investor_of_row(actor, locked_investor_row[0])
-        facts = _subscribe_facts(actor, investor, offering_id, now, allocate_id=allocate_id)
-        offering = facts.offering
-        if quanta is None:
-            assert units is not None
-            quanta = units_to_quanta(units, quanta_per_unit=offering.quanta_per_unit, field="units")
-            if quanta <= 0:
-                raise ValidationFailed(
-                    "units must be positive.", code="units_not_positive", field="units"
-                )
-        if investor is None:
-            raise NotFound(NO_PROFILE_MESSAGE, code="investor_profile_missing")
-        _check_open(offering, now)
-        _check_kyc(investor)
-        _check_investment_bounds(offering, facts.held.quanta, quanta)
-        amount_minor = cost_of_quanta_minor(
-            quanta,
-            price_per_unit_minor=offering.price_per_unit_minor,
-            quanta_per_unit=offering.quanta_per_unit,
-        )
-        compliance = _compliance(
+            read, row = read_ahead
+            assert read.offering_id == offering_id
+            count = len(_investor_fields())
+            investor = _investor_of_row(actor, row[:count])
+            facts = _facts_of_row(actor, offering_id, row[count:])
+        investor, checked = _checked(
             actor=actor,
             investor=investor,
-            offering=offering,
-            amount_minor=amount_minor,
-            held_amount_minor=facts.held.amount_minor,
-            reg_cf_invested_minor=facts.reg_cf_invested_minor,
+            facts=facts,
+            quanta=quanta,
+            units=units,
             risk_warning_acknowledged=risk_warning_acknowledged,
             now=now,
         )
+        if read_ahead is not None:
+            guard = _guard_parameters(investor, facts, now)
         # Writes from here on: the reservation is the last check (it may refuse too).
-        subscription = _new_subscription(offering, investor, quanta, amount_minor, compliance, now)
+        subscription = _new_subscription(investor, checked, now)
         subscription.pk = facts.subscription_id
-        reserved = _history_row(subscription, actor, f"Reserved {_units(quanta, offering)} units.")
+        reason = f"Reserved {_units(checked.quanta, checked.offering)} units."
+        reserved = _history_row(subscription, actor, reason)
+        written = _Written.NOT_RESERVED
         if not facts.waitlist_exists:
             rider = None
             if rider_for is not None and subscription.pk is not None:
                 rider = rider_for(_with_known_history(subscription, reserved))
-            if _reserve_and_create(offering, subscription, reserved, rider):
+            written = _reserve_and_create(checked.offering, subscription, reserved, rider, guard)
+            if written is _Written.CREATED:
                 return _with_known_history(subscription, reserved)
+        elif guard is not None:
+            written = _Written.STALE  # (no guarded write confirmed the facts read ahead)
+        if written is _Written.STALE:
+            # The facts read ahead may predate what the previous holder of the investor's
+            # lock committed: read them again (this statement's snapshot is after the lock),
+            # check again, and go the usual way.
+            facts = _subscribe_facts(actor, investor, offering_id, now)
+            investor, checked = _checked(
+                actor=actor,
+                investor=investor,
+                facts=facts,
+                quanta=quanta,
+                units=units,
+                risk_warning_acknowledged=risk_warning_acknowledged,
+                now=now,
+            )
+            allocated_id = subscription.pk
+            subscription = _new_subscription(investor, checked, now)
+            subscription.pk = allocated_id
+            reason = f"Reserved {_units(checked.quanta, checked.offering)} units."
+            reserved = _history_row(subscription, actor, reason)
+            if not facts.waitlist_exists:
+                written = _reserve_and_create(checked.offering, subscription, reserved, None)
+                if written is _Written.CREATED:
+                    return _with_known_history(subscription, reserved)
         # Out of supply, someone is waiting, or the offering changed: decide under its row
         # lock, so a concurrent release sees this subscription on the waitlist and promotes
         # it in order.
-        is_reserved = _reserve_or_waitlist(offering, quanta, now)
+        offering = checked.offering
+        is_reserved = _reserve_or_waitlist(offering, checked.quanta, now)
         if not is_reserved:
             subscription.status = SubscriptionStatus.WAITLISTED
             subscription.reserved_at = subscription.expires_at = None
@@ -792,30 +962,24 @@ def subscription_create(
         reason = (
             reserved.reason
             if is_reserved
-            else f"Waitlisted for {_units(quanta, offering)} units: supply has run out."
+            else f"Waitlisted for {_units(checked.quanta, offering)} units: supply has run out."
         )
         history = _history_row(subscription, actor, reason)
         history.save(force_insert=True)
     return _with_known_history(subscription, history)
 
 
-def _new_subscription(
-    offering: Offering,
-    investor: Investor,
-    quanta: int,
-    amount_minor: int,
-    compliance: Compliance,
-    now: datetime,
-) -> Subscription:
+def _new_subscription(investor: Investor, checked: _Checked, now: datetime) -> Subscription:
     """The subscription as reserved (not saved yet)."""
+    offering, compliance = checked.offering, checked.compliance
     decision = compliance.decision
     return Subscription(
         offering=offering,
         investor=investor,
         status=SubscriptionStatus.RESERVED,
-        quanta=quanta,
-        amount_minor=amount_minor,
-        fee_minor=subscription_fee_minor(offering, amount_minor),
+        quanta=checked.quanta,
+        amount_minor=checked.amount_minor,
+        fee_minor=subscription_fee_minor(offering, checked.amount_minor),
         currency=offering.currency,
         compliance_code=decision.code,
         compliance_reason=decision.reason,

@@ -34,7 +34,7 @@ from captable.subscription_selectors import (
     subscriptions_of_user,
 )
 from common.auth import client_ip_of
-from common.idempotency import Claim, RowLock, idempotent_rate_limited
+from common.idempotency import Claim, ClaimedRead, idempotent_rate_limited
 from common.pagination import BoundedLimitOffsetPagination
 from common.ratelimit import THROTTLED_RESPONSE
 from common.sql import Rider
@@ -62,6 +62,7 @@ def subscription_create(
     minimum/maximum, the exemption's investor limits) are 403/409/422 with a `code` and
     change nothing. Rate-limited per user (429 with `Retry-After`)."""
     actor = actor_of(request)
+    read_ahead = subscriptions.subscription_read_ahead(actor, offering_id)
 
     def operation(claim: Claim | None) -> tuple[int, SubscriptionDetailOut | None]:
         def stored_with_the_write(subscription: Subscription) -> Rider:
@@ -74,21 +75,21 @@ def subscription_create(
             units=Decimal(payload.units),
             risk_warning_acknowledged=payload.risk_warning_acknowledged,
             savepoint=False,  # inside the rate limiter's transaction, which rolls back on error
+            read_ahead=(read_ahead, claim.read_row) if claim and claim.read_row else None,
             rider_for=stored_with_the_write if claim is not None else None,
-            locked_investor_row=(claim.locked_row,) if claim is not None else None,
         )
         if claim is not None and claim.stored() is not None:
             return 201, None  # the response went with the write
         return 201, subscription_detail_out(subscription)
 
     # One transaction: the rate count, the idempotency record and the subscription; on
-    # PostgreSQL the count, the key's claim and the investor's row lock in one statement, and
-    # the response stored by the subscription's own write.
+    # PostgreSQL the count, the key's claim, the investor's row lock and the facts the checks
+    # need in one statement, and the response stored by the subscription's own write.
     return idempotent_rate_limited(
         request,
         scope="subscribe",
         operation=operation,
-        lock=RowLock(*subscriptions.investor_lock_statement(actor)),
+        read=ClaimedRead(read_ahead.sql, read_ahead.params),
     )
 
 

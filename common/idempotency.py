@@ -106,15 +106,15 @@ def idempotent(
 
 
 def idempotent_rate_limited(
-    request: HttpRequest, *, scope: str, operation: ClaimOperation, lock: RowLock | None = None
+    request: HttpRequest, *, scope: str, operation: ClaimOperation, read: ClaimedRead | None = None
 ) -> HttpResponse:
     """`rate_limited_call(scope, idempotent(operation))` in fewer round trips: on PostgreSQL the
-    rate count (when the counters live in the database), the claim of the key and `lock` are
-    ONE statement, and `operation` gets the `Claim`: the locked row, and a way to store its
+    rate count (when the counters live in the database), the claim of the key and `read` are
+    ONE statement, and `operation` gets the `Claim`: the row read, and a way to store its
     response with its own last write. Same semantics as the composition: refused past the
     limit before anything else is decided (`Throttled`), every call counted once, one
-    transaction. Elsewhere (SQLite) it is that composition, `operation` gets None (and takes
-    its locks itself)."""
+    transaction. Elsewhere (SQLite) it is that composition, `operation` gets None (and reads
+    for itself)."""
     if connection.vendor != "postgresql":
         return rate_limited_call(
             scope=scope,
@@ -133,37 +133,38 @@ def idempotent_rate_limited(
             fingerprint=fingerprint,
             request=request,
             pending=pending,
-            lock=lock,
+            read=read,
         )
         if pending is not None:
             pending.check(int(row[0]))
         if row[1] is None:
             return _replay(user=user, key=key, fingerprint=fingerprint)
-        locked_row = row[2:] if lock is not None and row[2] is not None else None
-        status, content = _run_and_store(Claim(int(row[1]), locked_row), operation)
+        read_row = row[2:] if read is not None else None
+        status, content = _run_and_store(Claim(int(row[1]), read_row), operation)
     return _json_response(status, content, is_replay=False)
 
 
 @dataclass(frozen=True)
-class RowLock:
-    """A row to lock with the claim of the key, in its statement (PostgreSQL): `sql` is a
-    `SELECT … FOR UPDATE` of one row with named parameters. It runs once the key is claimed
-    and the wait bound on the key lifted, so it waits as the operation's own locks do."""
+class ClaimedRead:
+    """A read for the operation, in the statement that claims the key (PostgreSQL): `sql` is
+    a `SELECT` of one row with named parameters, which may lock rows (`FOR UPDATE`). It runs
+    only once the key is claimed and the wait bound on the key lifted, so its locks wait as
+    the operation's own do; its row goes to the operation (`Claim.read_row`)."""
 
     sql: str
     params: dict[str, Any]
 
 
 class Claim:
-    """The key just claimed, for the operation that runs under it: the row it asked to lock
-    (`locked_row`, None when there is no such row), and where its response goes (the
-    record). An operation whose last statement writes anyway can carry the response along
-    (`rider(...)`), saving the round trip of storing it afterwards; otherwise the response it
-    returns is stored as usual."""
+    """The key just claimed, for the operation that runs under it: the row of the read it
+    asked for (`read_row`), and where its response goes (the record). An operation whose
+    last statement writes anyway can carry the response along (`rider(...)`), saving the
+    round trip of storing it afterwards; otherwise the response it returns is stored as
+    usual."""
 
-    def __init__(self, record_id: int, locked_row: tuple[Any, ...] | None = None) -> None:
+    def __init__(self, record_id: int, read_row: tuple[Any, ...] | None = None) -> None:
         self.record_id = record_id
-        self.locked_row = locked_row
+        self.read_row = read_row
         self._stored: tuple[int, bytes, Rider] | None = None
 
     def rider(self, status: int, body: Any) -> Rider:
@@ -319,7 +320,7 @@ def _record_claim(*, user: User, key: str, fingerprint: str, request: HttpReques
         row = fetch_one(_claim_sql(bounded=False, counted=False), list(values.values()))
         return None if row is None else int(row[0])
     row = _counted_claim(
-        user=user, key=key, fingerprint=fingerprint, request=request, pending=None, lock=None
+        user=user, key=key, fingerprint=fingerprint, request=request, pending=None, read=None
     )
     return None if row[1] is None else int(row[1])
 
@@ -349,21 +350,21 @@ def _counted_claim(
     fingerprint: str,
     request: HttpRequest,
     pending: PendingCount | None,
-    lock: RowLock | None,
+    read: ClaimedRead | None,
 ) -> tuple[Any, ...]:
     """PostgreSQL: count the call (`pending`; 0 without) and, unless that count is past the
     limit, claim the key, waiting at most IDEMPOTENCY_WAIT_SECONDS for a concurrent holder of
-    it (409 past that), then lock `lock`'s row if the key was claimed; one statement. Returns
-    (count, the record's id or None: the key has a committed record, or the call is over the
-    limit and claimed nothing, then the locked row's columns, NULL when not locked)."""
+    it (409 past that), then `read` if the key was claimed; one statement. Returns (count,
+    the record's id or None: the key has a committed record, or the call is over the limit
+    and claimed nothing, then the read's columns, NULL when not read)."""
     wait_milliseconds = int(getattr(settings, "IDEMPOTENCY_WAIT_SECONDS", 10) * 1000)
     parameters = _record_values(user=user, key=key, fingerprint=fingerprint, request=request)
     parameters["wait"] = f"{wait_milliseconds}ms"
     if pending is not None:
         parameters.update(pending.parameters(), limit=pending.limit)
-    if lock is not None:
-        parameters.update(lock.params)
-    sql = _claim_sql(bounded=True, counted=pending is not None, lock_sql=lock.sql if lock else None)
+    if read is not None:
+        parameters.update(read.params)
+    sql = _claim_sql(bounded=True, counted=pending is not None, read_sql=read.sql if read else None)
     try:
         row = fetch_one(sql, parameters)
     except OperationalError as error:
@@ -378,15 +379,15 @@ def _counted_claim(
 
 
 @functools.cache
-def _claim_sql(*, bounded: bool, counted: bool, lock_sql: str | None = None) -> str:
+def _claim_sql(*, bounded: bool, counted: bool, read_sql: str | None = None) -> str:
     """`INSERT … ON CONFLICT (user, key) DO NOTHING RETURNING id` (NULL: the key exists).
     `bounded` (PostgreSQL), in the same statement: this transaction's lock_timeout is set for
     the wait on a concurrent holder of the key, and set back to what it was once the INSERT is
     done, so the operation's own locks wait as they usually do. `counted` (with `bounded`):
     first the rate counter's upsert (common/throttle.py), under the usual lock_timeout, and
-    no claim when its count is past `limit`. `lock_sql` (with `bounded`): last, once the key
-    is claimed and the timeout restored, lock that row. Returns (count or 0, id, the locked
-    row's columns)."""
+    no claim when its count is past `limit`. `read_sql` (with `bounded`): last, once the key
+    is claimed and the timeout restored, that read (and its locks). Returns (count or 0, id,
+    the read's columns)."""
     meta = IdempotencyRecord._meta
     quote = connection.ops.quote_name
     fields = [meta.get_field(name) for name in _RECORD_FIELDS]
@@ -407,17 +408,17 @@ def _claim_sql(*, bounded: bool, counted: bool, lock_sql: str | None = None) -> 
     # Order: `bound` reads the count first (so the counter's upsert runs before the timeout
     # is set, and waits as usual), the INSERT reads its row from `bound`; `done` is read
     # from the join with `claimed`, so it restores the timeout after the INSERT (and any
-    # wait); the row is locked (LockRows) only on `done`'s row, so after that.
+    # wait); the read (and its LockRows) runs only on `done`'s row, so after that.
     counter = f"counted AS ({RATE_COUNTER_UPSERT_SQL}), " if counted else ""
     count, source = ("counted.count", "FROM counted") if counted else ("0", "")
     within_limit = "WHERE bound.count <= %(limit)s " if counted else ""
-    locked, lock_join = "", ""
-    if lock_sql is not None:
-        locked = (
-            ", locked AS (SELECT target.* FROM done CROSS JOIN LATERAL "  # noqa: S608
-            f"({lock_sql}) target WHERE done.record_id IS NOT NULL)"
+    read, read_join = "", ""
+    if read_sql is not None:
+        read = (
+            ", read AS (SELECT target.* FROM done CROSS JOIN LATERAL "  # noqa: S608
+            f"({read_sql}) target WHERE done.record_id IS NOT NULL)"
         )
-        lock_join = " LEFT JOIN locked ON true"
+        read_join = " LEFT JOIN read ON true"
     return (
         f"WITH {counter}bound AS MATERIALIZED (SELECT {count} AS count, "  # noqa: S608
         "current_setting('lock_timeout') AS previous, "
@@ -426,9 +427,9 @@ def _claim_sql(*, bounded: bool, counted: bool, lock_sql: str | None = None) -> 
         f"{within_limit}ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}), "
         f"done AS MATERIALIZED (SELECT bound.count, claimed.{returning} AS record_id, "
         "set_config('lock_timeout', bound.previous, true) AS restored "
-        f"FROM bound LEFT JOIN claimed ON true){locked} "
-        f"SELECT done.count, done.record_id{', locked.*' if lock_sql else ''} "
-        f"FROM done{lock_join}"
+        f"FROM bound LEFT JOIN claimed ON true){read} "
+        f"SELECT done.count, done.record_id{', read.*' if read_sql else ''} "
+        f"FROM done{read_join}"
     )
 
 

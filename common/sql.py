@@ -40,6 +40,28 @@ class Rider:
         return self.sql.replace("{only_if}", only_if)
 
 
+def named_parameters(
+    sql: str, params: Sequence[Any], *, prefix: str, inline: Mapping[object, str] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """`sql` with positional `%s` placeholders as named ones (`%(<prefix><n>)s`), to embed it
+    in a statement with named parameters. A parameter that is a key of `inline` (compared by
+    identity: a marker object) becomes that SQL expression instead (a column of the
+    enclosing statement, say)."""
+    parts = sql.split("%s")
+    if len(parts) != len(params) + 1 or "%(" in sql:
+        raise ValueError("expected exactly one positional %s placeholder per parameter")
+    named: dict[str, Any] = {}
+    pieces = [parts[0]]
+    for index, (value, part) in enumerate(zip(params, parts[1:], strict=True)):
+        expression = next((e for marker, e in (inline or {}).items() if marker is value), None)
+        if expression is None:
+            name = f"{prefix}{index}"
+            named[name] = value
+            expression = f"%({name})s"
+        pieces.extend((expression, part))
+    return "".join(pieces), named
+
+
 def fetch(sql: str, params: Params) -> list[tuple[Any, ...]]:
     """The rows of `sql` (none for a statement without a result), prepared on PostgreSQL."""
     database = connections[DEFAULT_DB_ALIAS]  # one lookup: the proxy's costs one each time
