@@ -666,8 +666,16 @@ SUBSCRIPTION_SIGNED_STATUSES = (
 
 
 class Subscription(models.Model):
-    offering = models.ForeignKey(Offering, on_delete=models.PROTECT, related_name="subscriptions")
-    investor = models.ForeignKey(Investor, on_delete=models.PROTECT, related_name="subscriptions")
+    # No index of their own: `subscription_waitlist` and `subscription_investor` lead with
+    # them. A single-column offering index is worse than none: with no statistics yet (a new
+    # table) the planner picked it for an investor's totals in an offering and filtered every
+    # subscription of the offering, on each subscribe; and each index costs every insert.
+    offering = models.ForeignKey(
+        Offering, on_delete=models.PROTECT, related_name="subscriptions", db_index=False
+    )
+    investor = models.ForeignKey(
+        Investor, on_delete=models.PROTECT, related_name="subscriptions", db_index=False
+    )
     status = models.CharField(max_length=12, choices=SubscriptionStatus.choices)
     quanta = models.BigIntegerField()
     amount_minor = models.BigIntegerField()
@@ -734,8 +742,9 @@ class Subscription(models.Model):
 class SubscriptionStatusChange(models.Model):
     """Append-only: every status a subscription went through, who moved it and why."""
 
+    # (indexed by the (subscription, created_at) index below)
     subscription = models.ForeignKey(
-        Subscription, on_delete=models.PROTECT, related_name="status_changes"
+        Subscription, on_delete=models.PROTECT, related_name="status_changes", db_index=False
     )
     from_status = models.CharField(max_length=12, blank=True)
     to_status = models.CharField(max_length=12, choices=SubscriptionStatus.choices)

@@ -3,6 +3,8 @@ offering's units and come out both as units and as quanta (int); money as `Money
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -180,9 +182,13 @@ def _fields_of(schema: type[Schema], row: object, skip: tuple[str, ...] = ()) ->
     """The schema's fields of `row`: its `resolve_<field>` where it has one, else the
     attribute."""
     values: dict[str, Any] = {}
-    for name in schema.model_fields:
-        if name in skip:
-            continue
-        resolver = getattr(schema, f"resolve_{name}", None)
-        values[name] = resolver(row) if resolver is not None else getattr(row, name)
+    for name, resolver in _read_plan(schema):
+        if name not in skip:
+            values[name] = resolver(row) if resolver is not None else getattr(row, name)
     return values
+
+
+@functools.cache
+def _read_plan(schema: type[Schema]) -> list[tuple[str, Callable[[Any], Any] | None]]:
+    # Looked up once: a missing attribute of a pydantic model class is slow to find missing.
+    return [(name, getattr(schema, f"resolve_{name}", None)) for name in schema.model_fields]

@@ -122,7 +122,8 @@ _LIVE_STATUSES = ", ".join(f"'{status}'" for status in SUBSCRIPTION_LIVE_STATUSE
 
 def investor_offering_totals_query(investor_id: object, offering_id: int) -> tuple[str, list[Any]]:
     """Columns `quanta`, `amount`: the investor's live subscriptions (waitlisted included)
-    to one offering."""
+    to one offering. (`investor_id`: an id, None, or a marker a caller replaces by an SQL
+    expression: `common.sql.named_parameters`.)"""
     sql = (
         "SELECT COALESCE(SUM(ts.quanta), 0) AS quanta, "  # noqa: S608
         f"COALESCE(SUM(ts.amount_minor), 0) AS amount FROM {_SUBSCRIPTION} ts "
@@ -133,7 +134,8 @@ def investor_offering_totals_query(investor_id: object, offering_id: int) -> tup
 
 def reg_cf_invested_query(investor_id: object, now: datetime) -> tuple[str, list[Any]]:
     """One column: the investor's Reg CF commitments on this platform over the 12 months to
-    `now`, in any Reg CF offering (waitlisted ones included: they may still be filled)."""
+    `now`, in any Reg CF offering (waitlisted ones included: they may still be filled).
+    (`investor_id` as in `investor_offering_totals_query`.)"""
     sql = (
         f"SELECT COALESCE(SUM(cs.amount_minor), 0) FROM {_SUBSCRIPTION} cs "  # noqa: S608
         f"JOIN {_OFFERING} co ON co.id = cs.offering_id "

@@ -598,7 +598,10 @@ class ReadAhead:
 _LOCKED_INVESTOR_ID = object()
 
 
-def subscription_read_ahead(actor: User, offering_id: int) -> ReadAhead:
+def subscription_read_ahead(actor: User, offering_id: int) -> ReadAhead | None:
+    """The `ReadAhead` of a subscription by `actor` to `offering_id`; None but on PostgreSQL."""
+    if connection.vendor != "postgresql":
+        return None
     now = timezone.now()
     lock_sql = _investor_lock_sql("postgresql").replace("%s", "%(read_user)s")
     facts_sql, facts_params = _facts_statement(
@@ -919,12 +922,13 @@ def subscription_create(
         reserved = _history_row(subscription, actor, reason)
         written = _Written.NOT_RESERVED
         if not facts.waitlist_exists:
+            _with_known_history(subscription, reserved)  # as it will be (the rider renders it)
             rider = None
             if rider_for is not None and subscription.pk is not None:
-                rider = rider_for(_with_known_history(subscription, reserved))
+                rider = rider_for(subscription)
             written = _reserve_and_create(checked.offering, subscription, reserved, rider, guard)
             if written is _Written.CREATED:
-                return _with_known_history(subscription, reserved)
+                return subscription
         elif guard is not None:
             written = _Written.STALE  # (no guarded write confirmed the facts read ahead)
         if written is _Written.STALE:

@@ -69,14 +69,15 @@ def subscription_create(
             assert claim is not None
             return claim.rider(201, subscription_detail_out(subscription))
 
+        read = (read_ahead, claim.read_row) if read_ahead and claim and claim.read_row else None
         subscription = subscriptions.subscription_create(
             actor=actor,
             offering_id=offering_id,
             units=Decimal(payload.units),
             risk_warning_acknowledged=payload.risk_warning_acknowledged,
             savepoint=False,  # inside the rate limiter's transaction, which rolls back on error
-            read_ahead=(read_ahead, claim.read_row) if claim and claim.read_row else None,
-            rider_for=stored_with_the_write if claim is not None else None,
+            read_ahead=read,
+            rider_for=stored_with_the_write if read is not None else None,
         )
         if claim is not None and claim.stored() is not None:
             return 201, None  # the response went with the write
@@ -89,7 +90,7 @@ def subscription_create(
         request,
         scope="subscribe",
         operation=operation,
-        read=ClaimedRead(read_ahead.sql, read_ahead.params),
+        read=ClaimedRead(read_ahead.sql, read_ahead.params) if read_ahead else None,
     )
 
 

@@ -109,7 +109,10 @@ class IdempotencyRecord(models.Model):
     leaves no row at all, never one stuck "in progress". Rows older than
     `IDEMPOTENCY_KEY_TTL_HOURS` are purged."""
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="idempotency_records")
+    # (indexed by the unique (user, key) constraint, which leads with it)
+    user = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="idempotency_records", db_index=False
+    )
     key = models.CharField(max_length=255)
     # SHA-256 of method, path and body: the same key with another request is refused.
     fingerprint = models.CharField(max_length=64)
