@@ -23,6 +23,8 @@ only writer, before it inserts):
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -35,6 +37,20 @@ UNITS_ASSET_PREFIX = "units:"
 
 def units_asset(offering_id: int) -> str:
     return f"{UNITS_ASSET_PREFIX}{offering_id}"
+
+
+class MachineKeyField(models.CharField):  # type: ignore[type-arg]
+    """A key made by the system for the system (an entry's idempotency key, an account's key):
+    compared byte by byte. On PostgreSQL the column collates "C", so its comparisons and its
+    unique index skip the locale's collation (a pay run writes and looks up 100,000 of each:
+    with a C.UTF-8 or en_US database collation every comparison goes through strcoll). SQLite
+    compares bytes already (BINARY)."""
+
+    def db_type(self, connection: Any) -> str | None:
+        base = super().db_type(connection)
+        if connection.vendor == "postgresql" and base is not None:
+            return f'{base} COLLATE "C"'
+        return base
 
 
 class AccountKind(models.TextChoices):
@@ -61,7 +77,7 @@ NEGATIVE_ALLOWED_KINDS = (AccountKind.EXTERNAL, AccountKind.AUTHORIZED)
 class Account(models.Model):
     # Unique by the Meta constraint: a `unique=True` CharField would add a second, LIKE-pattern
     # index on PostgreSQL that no query uses (every account written updates each index).
-    key = models.CharField(max_length=120)
+    key = MachineKeyField(max_length=120)
     kind = models.CharField(max_length=24, choices=AccountKind.choices)
     # A currency code ("USD") or an offering's units ("units:42").
     asset = models.CharField(max_length=32)
@@ -157,7 +173,7 @@ class EntryKind(models.TextChoices):
 
 class Entry(models.Model):
     kind = models.CharField(max_length=16, choices=EntryKind.choices)
-    idempotency_key = models.CharField(max_length=200, unique=True)
+    idempotency_key = MachineKeyField(max_length=200, unique=True)
     # SHA-256 of the request that produced the entry: same key + same request = same entry.
     request_digest = models.CharField(max_length=64)
     effective_at = models.DateTimeField(db_index=True)
