@@ -59,7 +59,7 @@ from portal.sponsor_drafts import (
 from reports.exports import captable_export_response
 from reports.kinds import StatementScope
 from reports.models import StatementKind
-from reports.periods import period_parse
+from reports.periods import last_day_over, period_parse
 from reports.services import statement_generate
 
 
@@ -314,16 +314,19 @@ def captable_download(request: HttpRequest, offering_id: int, file_format: str) 
 @login_required
 @require_POST
 def captable_report(request: HttpRequest, offering_id: int) -> HttpResponse:
-    """The cap-table report PDF as of the end of yesterday in the offering's time zone (a
-    report covers a day that is over, so its figures never change); generated once."""
+    """The cap-table report PDF as of the end of yesterday in the offering's time zone, or of
+    the day before when yesterday is not over everywhere yet (a report covers a day that is
+    over, so its figures never change; the service refuses any other); generated once."""
     offering = _own_offering(request, offering_id)
-    yesterday = timezone.now().astimezone(ZoneInfo(offering.time_zone)).date() - timedelta(days=1)
+    now = timezone.now()
+    yesterday = now.astimezone(ZoneInfo(offering.time_zone)).date() - timedelta(days=1)
+    day = min(yesterday, last_day_over(now))
     try:
         with refusals_as_messages(request):
             generated = statement_generate(
                 scope=StatementScope(
                     kind=StatementKind.CAPTABLE_REPORT,
-                    period=period_parse(yesterday.isoformat()),
+                    period=period_parse(day.isoformat()),
                     offering_id=offering.pk,
                 )
             )

@@ -48,6 +48,12 @@ class Period:
         return self.start == self.end
 
 
+def last_day_over(now: datetime) -> date:
+    """The latest day that is over everywhere at `now` (its figures can no longer change): until
+    noon UTC that is the day before yesterday in UTC, since UTC-12 is still living yesterday."""
+    return (now.astimezone(UTC) - _LATEST_OFFSET).date() - timedelta(days=1)
+
+
 def end_of_day(day: date, time_zone: str) -> datetime:
     """The end of `day` in `time_zone`, as a UTC instant (the selectors compare `<=`)."""
     return datetime.combine(day, time.max, tzinfo=ZoneInfo(time_zone)).astimezone(UTC)

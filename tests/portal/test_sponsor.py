@@ -4,10 +4,11 @@ download the cap table; another sponsor's offering is a 404."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -253,17 +254,20 @@ def test_submit_of_someone_elses_draft_is_a_404():
     assert draft.status == OfferingStatus.DRAFT
 
 
-def test_captable_report_pdf_for_the_sponsor(settings, tmp_path):
+@pytest.mark.parametrize("utc_hour", [6, 15])
+def test_captable_report_pdf_for_the_sponsor(settings, tmp_path, utc_hour):
+    # At 06:00 UTC it is 01:00 in New York (the offering's zone), whose yesterday is not over
+    # everywhere until noon UTC (UTC-12 still lives it): the report is then as of the day
+    # before, not refused (it was, for hours of every day).
     settings.MEDIA_ROOT = tmp_path
-    offering = offering_in("Austin")
-    client = signed_in(member_of(offering.sponsor))
-    response = client.post(reverse("portal:sponsor_captable_report", args=[offering.pk]))
-    assert response.status_code == 302
-    pdf = client.get(response["Location"])
-    assert pdf.getvalue().startswith(b"%PDF")
-    outsider = signed_in(member_of(approved_sponsor(name="Other")))
-    assert outsider.get(response["Location"]).status_code == 404
-    assert (
-        outsider.post(reverse("portal:sponsor_captable_report", args=[offering.pk])).status_code
-        == 404
-    )
+    with time_machine.travel(datetime(2026, 11, 23, utc_hour, tzinfo=UTC), tick=True):
+        offering = offering_in("Austin")
+        client = signed_in(member_of(offering.sponsor))
+        response = client.post(reverse("portal:sponsor_captable_report", args=[offering.pk]))
+        assert response.status_code == 302
+        pdf = client.get(response["Location"])
+        assert pdf.getvalue().startswith(b"%PDF")
+        outsider = signed_in(member_of(approved_sponsor(name="Other")))
+        assert outsider.get(response["Location"]).status_code == 404
+        report_url = reverse("portal:sponsor_captable_report", args=[offering.pk])
+        assert outsider.post(report_url).status_code == 404
