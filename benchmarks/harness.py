@@ -101,6 +101,8 @@ def gunicorn(database_url: str, *, workers: int = 2) -> Iterator[str]:
     process = subprocess.Popen(
         [
             str(Path(PYTHON).parent / "gunicorn"),
+            "--config",
+            "python:config.gunicorn",
             "config.wsgi",
             "--workers",
             str(workers),

@@ -61,7 +61,7 @@ def api_token_user(clear_token: str) -> User | None:
     if not clear_token.startswith(TOKEN_PREFIX):
         return None
     fields, sql = _token_user_sql()
-    row = fetch_one(sql, [_token_hash(clear_token), adapt_datetime(timezone.now())])
+    row = fetch_one(sql, [_token_hash(clear_token), adapt_datetime(timezone.now())], binary=True)
     if row is None:
         return None
     user = model_from_row(User, fields, row)

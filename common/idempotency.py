@@ -366,7 +366,7 @@ def _counted_claim(
         parameters.update(read.params)
     sql = _claim_sql(bounded=True, counted=pending is not None, read_sql=read.sql if read else None)
     try:
-        row = fetch_one(sql, parameters)
+        row = fetch_one(sql, parameters, binary=True)
     except OperationalError as error:
         if _is_lock_timeout(error):
             raise Conflict(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -62,21 +63,21 @@ def named_parameters(
     return "".join(pieces), named
 
 
-def fetch(sql: str, params: Params) -> list[tuple[Any, ...]]:
-    """The rows of `sql` (none for a statement without a result), prepared on PostgreSQL."""
+def fetch(sql: str, params: Params, *, binary: bool = False) -> list[tuple[Any, ...]]:
+    """The rows of `sql` (none for a statement without a result), prepared on PostgreSQL;
+    `binary`: results in PostgreSQL's binary format (no text parsing of wide rows)."""
     database = connections[DEFAULT_DB_ALIAS]  # one lookup: the proxy's costs one each time
     if database.vendor != "postgresql":
         with database.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall() if cursor.description else []
-    import psycopg
-
     database.ensure_connection()
+    prepared = _prepared_cursor(database.connection)
     rows: list[tuple[Any, ...]] = []
-    with database.wrap_database_errors, psycopg.Cursor(database.connection) as prepared:
+    with database.wrap_database_errors:
 
         def execute(sql: str, params: Any, many: bool, context: Any) -> None:
-            prepared.execute(sql, params, prepare=True)
+            prepared.execute(sql, params, prepare=True, binary=binary)
             result = prepared.pgresult
             if result is not None and result.nfields:  # `description` builds Column objects
                 rows.extend(prepared.fetchall())
@@ -91,8 +92,24 @@ def fetch(sql: str, params: Params) -> list[tuple[Any, ...]]:
     return rows
 
 
-def fetch_one(sql: str, params: Params) -> tuple[Any, ...] | None:
-    rows = fetch(sql, params)
+# The psycopg connection → the cursor `fetch` runs on. One per connection rather than one per
+# statement: a cursor's adapters cache which dumper and loader each type takes, and a new
+# cursor looks every parameter's up again (a third of a hot statement's client time). Weak
+# keys: a closed connection's entry goes with it.
+_CURSORS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _prepared_cursor(raw_connection: Any) -> Any:
+    cursor = _CURSORS.get(raw_connection)
+    if cursor is None or cursor.closed:
+        import psycopg
+
+        cursor = _CURSORS[raw_connection] = psycopg.Cursor(raw_connection)
+    return cursor
+
+
+def fetch_one(sql: str, params: Params, *, binary: bool = False) -> tuple[Any, ...] | None:
+    rows = fetch(sql, params, binary=binary)
     return rows[0] if rows else None
 
 

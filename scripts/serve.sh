@@ -111,7 +111,7 @@ if [[ -z "${SERVE_SKIP_DEMO:-}" ]]; then
   $PYTHON manage.py demo
 fi
 
-.venv/bin/gunicorn config.wsgi:application --bind "$HOST:$PORT" \
+.venv/bin/gunicorn -c python:config.gunicorn config.wsgi:application --bind "$HOST:$PORT" \
   --workers "${WEB_WORKERS:-2}" --preload --timeout "${WEB_TIMEOUT:-60}" \
   --access-logfile - --graceful-timeout 10 &
 pids+=($!)

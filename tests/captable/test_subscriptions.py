@@ -147,7 +147,6 @@ def test_subscribing_reserves_units_with_the_decision_fee_and_history(settings):
     offering.refresh_from_db()
     investor = kyc_investor()
     version_before = offerings_catalog_version()
-    updated_before = offering.updated_at
 
     # when the investor subscribes for 20 units and then 100 units
     small = subscribe(investor, offering, 20)
@@ -168,10 +167,39 @@ def test_subscribing_reserves_units_with_the_decision_fee_and_history(settings):
     assert [(h.from_status, h.to_status, h.actor_id) for h in history] == [
         ("", "reserved", investor.user_id)
     ]
-    # and the offering's updated_at moved (the cached public list is keyed on it)
-    assert Offering.objects.get(pk=offering.pk).updated_at > updated_before
-    assert offerings_catalog_version() != version_before
+    # and the offering's terms did not change: the reservation is a counter (the public list,
+    # cached on the catalog version, shows it within its TTL)
+    assert offerings_catalog_version() == version_before
     assert_reservations_consistent(offering)
+
+
+@pytest.mark.postgres_only
+def test_a_reservation_updates_the_offering_row_in_place():
+    # given a live offering (its row shares its page with nothing that needs the space)
+    offering = open_offering()
+    investor = kyc_investor()
+    updated_before, heap_only_before = offering_updates_in_this_transaction()
+
+    # when three subscriptions reserve units
+    for units in (1, 2, 3):
+        subscribe(investor, offering, units)
+
+    # then each updated the offering row once, heap-only: no new entry in any of the
+    # offering's indexes (it changes no indexed column), so the hot row stays cheap to update
+    updated, heap_only = offering_updates_in_this_transaction()
+    assert (updated - updated_before, heap_only - heap_only_before) == (3, 3)
+    assert reserved_quanta(offering) == 6
+
+
+def offering_updates_in_this_transaction() -> tuple[int, int]:
+    """(rows updated, of which heap-only) in offerings_offering by this transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+            "WHERE relid = 'offerings_offering'::regclass"
+        )
+        row = cursor.fetchone()
+    return int(row[0]), int(row[1])
 
 
 def test_units_finer_than_a_quantum_are_exact_in_quanta():
