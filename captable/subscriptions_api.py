@@ -25,6 +25,7 @@ from captable.subscription_schemas import (
     SubscriptionDetailOut,
     SubscriptionOut,
     SubscriptionSignIn,
+    subscription_detail_json,
     subscription_detail_out,
 )
 from captable.subscription_selectors import (
@@ -67,7 +68,7 @@ def subscription_create(
     def operation(claim: Claim | None) -> tuple[int, SubscriptionDetailOut | None]:
         def stored_with_the_write(subscription: Subscription) -> Rider:
             assert claim is not None
-            return claim.rider(201, subscription_detail_out(subscription))
+            return claim.rider(201, subscription_detail_json(subscription))
 
         read = (read_ahead, claim.read_row) if read_ahead and claim and claim.read_row else None
         subscription = subscriptions.subscription_create(

@@ -250,7 +250,10 @@ def request_fingerprint(request: HttpRequest) -> str:
 
 
 def render_json(body: Any) -> bytes:
-    """The same encoding as the API's renderer (orjson; Decimal as its exact string)."""
+    """The same encoding as the API's renderer (orjson; Decimal as its exact string). `bytes`
+    are a body rendered already (e.g. `subscription_detail_json`), kept as they are."""
+    if isinstance(body, bytes):
+        return body
     return orjson.dumps(body, default=_json_default)
 
 

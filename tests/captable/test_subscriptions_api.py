@@ -13,7 +13,11 @@ from django.utils import timezone
 
 from captable import subscriptions
 from captable.models import Subscription, SubscriptionAgreement
-from captable.subscription_schemas import SubscriptionDetailOut, subscription_detail_out
+from captable.subscription_schemas import (
+    SubscriptionDetailOut,
+    subscription_detail_json,
+    subscription_detail_out,
+)
 from captable.subscription_selectors import subscription_get
 from common.idempotency import render_json
 from investors.models import Investor
@@ -281,5 +285,7 @@ def test_the_fast_rendering_is_the_schemas_own():
         shown = subscription_get(user=created.investor.user, subscription_id=created.pk)
         expected = render_json(SubscriptionDetailOut.from_orm(shown))
         assert render_json(subscription_detail_out(shown)) == expected
+        assert subscription_detail_json(shown) == expected
         if created is not signed:  # (signing changed it since)
             assert render_json(subscription_detail_out(created)) == expected
+            assert subscription_detail_json(created) == expected
