@@ -37,7 +37,7 @@ from captable.models import (
     units_asset,
 )
 from captable.selectors import positions_as_of
-from captable.subscriptions import _check_investment_bounds, _check_kyc, _compliance
+from captable.subscriptions import subscription_investor_checks
 from common.errors import DomainError, LimitExceeded, NotAllowed, NotFound
 from common.models import User
 from common.money import format_minor_units
@@ -112,18 +112,16 @@ def issued_cost_minor(offering: Offering) -> int:
 
 def _check(investor: Investor, offering: Offering, purchase: Purchase) -> None:
     """The subscription checks (called, not copied), and the offering's maximum raise."""
-    _check_kyc(investor)
     held = next(
         (p for p in positions_as_of(investor=investor) if p.offering_id == offering.pk), None
     )
-    _check_investment_bounds(offering, held.quanta if held else 0, purchase.quanta)
-    _compliance(
-        actor=investor.user,
+    subscription_investor_checks(
         investor=investor,
         offering=offering,
+        quanta=purchase.quanta,
         amount_minor=purchase.cost_minor,
+        held_quanta=held.quanta if held else 0,
         held_amount_minor=held.cost_minor if held else 0,
-        risk_warning_acknowledged=False,
         now=timezone.now(),
     )
     if issued_cost_minor(offering) + purchase.cost_minor > offering.max_raise_minor:

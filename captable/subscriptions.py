@@ -342,6 +342,34 @@ def _check_investment_bounds(offering: Offering, held_quanta: int, quanta: int) 
         )
 
 
+def subscription_investor_checks(
+    *,
+    investor: Investor,
+    offering: Offering,
+    quanta: int,
+    amount_minor: int,
+    held_quanta: int,
+    held_amount_minor: int,
+    now: datetime,
+) -> Compliance:
+    """The checks a purchase of `quanta` (costing `amount_minor`) by `investor` passes, as a
+    subscription's: KYC, the offering's per-investor minimum and maximum counting what they
+    hold already (`held_*`), the exemption's rule pack; each refusal a `DomainError`. For
+    other ways of buying units (a distribution's reinvestment), so the rules stay in one
+    place."""
+    _check_kyc(investor)
+    _check_investment_bounds(offering, held_quanta, quanta)
+    return _compliance(
+        actor=investor.user,
+        investor=investor,
+        offering=offering,
+        amount_minor=amount_minor,
+        held_amount_minor=held_amount_minor,
+        risk_warning_acknowledged=False,
+        now=now,
+    )
+
+
 def _refused(decision: ComplianceDecision) -> LimitExceeded:
     return LimitExceeded(decision.reason, code=decision.code, rule_version=decision.rule_version)
 
