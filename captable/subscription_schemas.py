@@ -8,13 +8,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import orjson
 from ninja import Schema
 from pydantic import BaseModel, Field
 
 from captable.models import Subscription, SubscriptionAgreement, SubscriptionStatusChange
 from captable.schemas import UnitsString
 from captable.subscription_selectors import cancel_deadline, waitlist_position
+from common.api_json import api_json
 from common.schemas import MoneyOut, StrictSchema
 from offerings.quantities import format_units
 
@@ -192,7 +192,7 @@ def subscription_detail_json(subscription: Subscription) -> bytes:
     values["signatures"] = [
         _plain_fields_of(SignatureOut, row) for row in subscription.agreements.all()
     ]
-    return orjson.dumps(values, option=orjson.OPT_UTC_Z)
+    return api_json(values)
 
 
 def _plain_fields_of(

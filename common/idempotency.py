@@ -52,16 +52,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
-import orjson
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from pydantic import BaseModel
 
+from common.api_json import api_json
 from common.errors import Conflict, NotAuthenticated, ValidationFailed
 from common.models import IdempotencyRecord, User
 from common.ratelimit import (
@@ -250,11 +248,11 @@ def request_fingerprint(request: HttpRequest) -> str:
 
 
 def render_json(body: Any) -> bytes:
-    """The same encoding as the API's renderer (orjson; Decimal as its exact string). `bytes`
+    """The API's encoding (`common.api_json`). `bytes`
     are a body rendered already (e.g. `subscription_detail_json`), kept as they are."""
     if isinstance(body, bytes):
         return body
-    return orjson.dumps(body, default=_json_default)
+    return api_json(body)
 
 
 def idempotency_records_purge(*, batch_size: int = PURGE_BATCH_SIZE) -> int:
@@ -305,14 +303,6 @@ def _sorted_keys(value: Any) -> Any:
     if isinstance(value, list):
         return [_sorted_keys(item) for item in value]
     return value
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)  # exact, never a float
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    raise TypeError(f"cannot serialize {type(value).__name__} to JSON")
 
 
 def _record_claim(*, user: User, key: str, fingerprint: str, request: HttpRequest) -> int | None:

@@ -14,6 +14,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.renderers import BaseRenderer
 
 from common import errors
+from common.api_json import api_json
 from common.auth import BearerAuth, OptionalBearerAuth
 
 
@@ -25,15 +26,7 @@ class FastJSONRenderer(BaseRenderer):
     media_type = "application/json"
 
     def render(self, request: HttpRequest, data: Any, *, response_status: int) -> bytes:
-        return orjson.dumps(data, default=_json_default)
-
-
-def _json_default(value: Any) -> str:
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"cannot serialize {type(value).__name__} to JSON")
+        return api_json(data)
 
 
 class BrickbookAPI(NinjaAPI):

@@ -8,7 +8,6 @@ import hashlib
 from decimal import Decimal
 from typing import Any
 
-import orjson
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import QuerySet
@@ -16,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import File, Form, Query, Router, Status, UploadedFile
 from ninja.pagination import paginate
 
+from common.api_json import api_json
 from common.auth import OptionalBearerAuth
 from common.errors import NotAuthenticated
 from common.models import User
@@ -87,7 +87,7 @@ def _offering_page_json(request: HttpRequest, query: OfferingFilters) -> bytes:
         limit=query.limit,
         offset=query.offset,
     )
-    return orjson.dumps({"items": [offering_list_item(row) for row in rows], "count": count})
+    return api_json({"items": [offering_list_item(row) for row in rows], "count": count})
 
 
 def _public_page_json(request: HttpRequest, query: OfferingFilters) -> bytes:
