@@ -1297,6 +1297,10 @@ _FAN_OUT_CASH_ACCOUNTS_SQL = """
     FROM unnest(%b::bigint[]) AS t(i)
     ON CONFLICT (key) DO NOTHING
 """
+# The same, every account assumed new: a plain insert skips ON CONFLICT's speculative
+# insertion (~45 ms of each 25,000-account batch); a key already there fails it instead.
+_NEW_CASH_ACCOUNTS_SQL = _FAN_OUT_CASH_ACCOUNTS_SQL.replace("ON CONFLICT (key) DO NOTHING", "")
+assert _NEW_CASH_ACCOUNTS_SQL != _FAN_OUT_CASH_ACCOUNTS_SQL
 
 
 def _fan_out_accounts(fan_out: CashFanOut) -> tuple[dict[str, _BatchAccount], list[int]]:
@@ -1437,9 +1441,23 @@ def cash_accounts_open(investor_ids: Sequence[int], currency: str) -> None:
     if connection.vendor != "postgresql":
         raise NotImplementedError("cash_accounts_open writes with PostgreSQL's set-based SQL")
     with transaction.atomic():
-        _cash_accounts_insert(investor_ids, check_supported_currency(currency))
+        _cash_accounts_insert(investor_ids, check_supported_currency(currency), all_new=True)
 
 
-def _cash_accounts_insert(investor_ids: Sequence[int], currency: str) -> None:
+def _cash_accounts_insert(
+    investor_ids: Sequence[int], currency: str, *, all_new: bool = False
+) -> None:
+    """The investors' cash accounts that do not exist yet. `all_new`: first tried as if none
+    existed (a first distribution opens them all), under a savepoint; if one did, the insert
+    fails on the key and is made again skipping those that exist."""
     params = [currency, AccountKind.CASH.value, currency, list(investor_ids)]
+    if all_new:
+        try:
+            with transaction.atomic():
+                _fetch(_NEW_CASH_ACCOUNTS_SQL, params, prepared=True)
+            return
+        except IntegrityError as error:
+            constraint = getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)
+            if constraint != "account_key_unique":
+                raise
     _fetch(_FAN_OUT_CASH_ACCOUNTS_SQL, params, prepared=True)

@@ -264,3 +264,22 @@ def test_an_entry_is_reversed_once_even_by_raw_sql(small_ledger):  # noqa: F811
 
     assert "reverses" in message  # entry_reverses_once (0023)
     assert ledger_snapshot() == before
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+@pytest.mark.parametrize("opened_before", [[], [0], [0, 2], [0, 1, 2]])
+def test_cash_accounts_open_opens_only_the_missing_ones(opened_before):
+    """Tried first as if every account were new (a plain insert): when some exist the insert
+    fails on their key and is made again without them."""
+    people = investors(3)
+    ledger.cash_accounts_open([people[i].pk for i in opened_before], "USD")
+    ids_before = set(Account.objects.filter(kind="cash").values_list("pk", flat=True))
+
+    ledger.cash_accounts_open([person.pk for person in people], "USD")
+    ledger.cash_accounts_open([person.pk for person in people], "USD")
+
+    cash = Account.objects.filter(kind="cash", investor__in=people)
+    assert sorted(cash.values_list("investor_id", flat=True)) == sorted(p.pk for p in people)
+    assert ids_before <= set(cash.values_list("pk", flat=True))
+    assert {a.key for a in cash} == {f"cash:i{p.pk}:USD" for p in people}
