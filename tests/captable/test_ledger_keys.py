@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from captable import ledger
 from captable.models import Account, Entry, Payout, UnsealedEntry
@@ -283,3 +283,53 @@ def test_cash_accounts_open_opens_only_the_missing_ones(opened_before):
     assert sorted(cash.values_list("investor_id", flat=True)) == sorted(p.pk for p in people)
     assert ids_before <= set(cash.values_list("pk", flat=True))
     assert {a.key for a in cash} == {f"cash:i{p.pk}:USD" for p in people}
+
+
+# --- migration 0024: a dense batch's entries are checked with one range scan --------------------
+
+_ENTRIES_SQL = """
+    INSERT INTO captable_entry (id, kind, idempotency_key, request_digest, effective_at,
+                                recorded_at, memo, chain, metadata)
+    SELECT n, 'cash_move', %s || n, 'x', now(), now(), '', 'cash:USD', '{}'
+    FROM unnest(%s::bigint[]) AS n
+"""
+_POSTINGS_SQL = """
+    INSERT INTO captable_posting (entry_id, account_id, asset, amount, cost_minor, effective_at)
+    SELECT n, leg.account_id, 'USD',
+           CASE WHEN n = %(bad)s AND leg.amount > 0 THEN 99 ELSE leg.amount END, 0, now()
+    FROM unnest(%(ids)s::bigint[]) AS n
+    CROSS JOIN (VALUES (%(source)s::bigint, -100), (%(cash)s::bigint, 100))
+         AS leg(account_id, amount)
+    WHERE NOT (n = %(bad)s AND %(skip_bad)s)
+"""
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("spacing", [1, 3], ids=["dense ids: range scan", "sparse ids: probes"])
+@pytest.mark.parametrize("fault", ["no postings", "unbalanced"])
+def test_a_batch_of_entries_names_its_first_bad_entry_at_commit(spacing, fault):
+    """150 entries written in two statements (entries, then postings), all balanced but one
+    (the 90th: no postings, or a leg of 99 against 100). Explicit ids, dense or spread."""
+    external = ledger.external_account("USD")
+    (person,) = investors(1)
+    cash = ledger.cash_account(person, "USD")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT max(id) FROM captable_entry")
+        first = int(cursor.fetchone()[0] or 0) + 1_000
+    ids = [first + spacing * n for n in range(150)]
+    bad = ids[89]
+    entries_before = Entry.objects.count()
+
+    with (
+        pytest.raises(DatabaseError) as error,
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(_ENTRIES_SQL, [f"batch-{spacing}-{fault}-", ids])
+        params = {"ids": ids, "source": external.pk, "cash": cash.pk, "bad": bad}
+        cursor.execute(_POSTINGS_SQL, params | {"skip_bad": fault == "no postings"})
+
+    expected = "has no postings" if fault == "no postings" else "is unbalanced"
+    assert f"ledger entry {bad} {expected}" in str(error.value)
+    assert Entry.objects.count() == entries_before
