@@ -541,13 +541,43 @@ def _payouts_insert(distribution: Distribution, rows: list[tuple[Any, ...]]) -> 
         return
     now = timezone.now()
     columns = [*_PAYOUT_COLUMNS, *_PAYOUT_DEFAULTS, "distribution_id", "created_at"]
-    constant = (*_PAYOUT_DEFAULTS.values(), distribution.pk, now)
+    constant = (*_PAYOUT_DEFAULTS.values(), distribution.pk, now.isoformat())
     sql = f"COPY captable_payout ({', '.join(columns)}) FROM STDIN"
-    no_tiers = "[]"
+    # COPY's text format written here, one %-format per row (psycopg's write_row adapts each
+    # of the 16 values on its own: ~0.3 s more for 100,000 rows). Integers as %d; the text
+    # fields escaped for COPY (`_copy_text`).
+    line = "\t".join(["%d"] * 5 + ["%s"] + ["%d"] * 4 + ["%s"]) + "\t"
+    line += "\t".join(_copy_text(str(value)) for value in constant) + "\n"
+    assert line.count("%") == 11, "the constants hold no % sign"
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-        for row in rows:
-            tiers = json.dumps(row[-1]) if row[-1] else no_tiers  # JSON text for jsonb
-            copy.write_row((*row[:-1], tiers, *constant))
+        for start in range(0, len(rows), 10_000):
+            copy.write(
+                "".join(
+                    [
+                        line
+                        % (
+                            *row[:5],
+                            _copy_text(row[5]),
+                            *row[6:10],
+                            _copy_text(json.dumps(row[10])) if row[10] else "[]",
+                        )
+                        for row in rows[start : start + 10_000]
+                    ]
+                )
+            )
+
+
+def _copy_text(text: str) -> str:
+    """`text` as a field of COPY's text format (backslash, tab, newline and carriage return
+    escaped)."""
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return (
+            text.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return text
 
 
 def distribution_pay(*, actor: User, distribution_id: int) -> Distribution:
