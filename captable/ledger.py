@@ -649,6 +649,16 @@ def _fetch(sql: str, params: Sequence[Any], *, prepared: bool = False) -> list[t
         return cursor.fetchall()
 
 
+def bigint_array_text(values: Sequence[int]) -> str:
+    """`values` as one bigint[] literal ('{1,2,3}'), for a %s::bigint[] parameter: psycopg's
+    binary array dumper packs each element in Python (~9 ms for 25,000 ids, against ~3 ms to
+    join their decimal strings; PostgreSQL parses either in a few ms). Ints only: anything
+    else is refused, not written as text."""
+    if not all(type(value) is int for value in values):
+        raise TypeError("bigint_array_text takes ints")
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 @functools.cache
 def _compiled_timestamptz_loader() -> tuple[int, Any]:
     import psycopg
@@ -1294,7 +1304,7 @@ _FAN_OUT_CASH_ACCOUNTS_SQL = """
     INSERT INTO captable_account (key, kind, asset, investor_id, allows_negative, balance,
                                   version, created_at)
     SELECT 'cash:i' || i || ':' || %s::text, %s::text, %s::text, i, false, 0, 0, now()
-    FROM unnest(%b::bigint[]) AS t(i)
+    FROM unnest(%s::bigint[]) AS t(i)
     ON CONFLICT (key) DO NOTHING
 """
 # The same, every account assumed new: a plain insert skips ON CONFLICT's speculative
@@ -1328,7 +1338,7 @@ def _fan_out_accounts(fan_out: CashFanOut) -> tuple[dict[str, _BatchAccount], li
 
 def _fan_out_sql(side_count: int) -> str:
     sides = [f"side{n}" for n in range(side_count)]
-    side_arrays = "".join(", %b::bigint[]" for _ in sides)
+    side_arrays = "".join(", %s::bigint[]" for _ in sides)
     side_columns = "".join(f", {side}" for side in sides)
     total = " + ".join(["to_cash", *sides])
     side_legs = "".join(f", (%s::bigint, {side})" for side in sides)
@@ -1339,7 +1349,7 @@ def _fan_out_sql(side_count: int) -> str:
     WITH spec AS MATERIALIZED (
         SELECT nextval((SELECT pg_get_serial_sequence('captable_entry', 'id')::regclass)) AS id,
                s.*
-        FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[]{side_arrays},
+        FROM unnest(%b::text[], %b::text[], %s::bigint[], %s::bigint[]{side_arrays},
                     %b::text[])
              AS s(key, digest, cash_account_id, to_cash{side_columns}, metadata)
     ),
@@ -1413,9 +1423,9 @@ def _fan_out_write(fan_out: CashFanOut, actor: User | None) -> dict[str, int]:
     params: list[Any] = [
         list(fan_out.idempotency_keys),
         list(fan_out.request_digests),
-        cash_account_ids,
-        list(fan_out.to_cash),
-        *(list(amounts) for _, amounts in fan_out.sides),
+        bigint_array_text(cash_account_ids),
+        bigint_array_text(fan_out.to_cash),
+        *(bigint_array_text(amounts) for _, amounts in fan_out.sides),
         list(fan_out.metadata_json),
         fan_out.kind,
         now,
@@ -1429,9 +1439,10 @@ def _fan_out_write(fan_out: CashFanOut, actor: User | None) -> dict[str, int]:
         source.pk,
     ]
     # Server-side parameters (prepared): 25,000-element arrays travel as parameters, not as
-    # literals quoted into the statement's text by Python and parsed again by PostgreSQL; in
-    # binary (%b): psycopg's text format escapes each element of a text array with a regular
-    # expression (seconds, over a pay run's keys, digests and metadata).
+    # literals quoted into the statement's text by Python and parsed again by PostgreSQL; text
+    # arrays in binary (%b): psycopg's text format escapes each element of a text array with a
+    # regular expression (seconds, over a pay run's keys, digests and metadata); integer arrays
+    # as one array literal (`bigint_array_text`).
     return dict(_fetch(_fan_out_sql(len(fan_out.sides)), params, prepared=True))
 
 
@@ -1453,7 +1464,7 @@ def _cash_accounts_insert(
     """The investors' cash accounts that do not exist yet. `all_new`: first tried as if none
     existed (a first distribution opens them all), under a savepoint; if one did, the insert
     fails on the key and is made again skipping those that exist."""
-    params = [currency, AccountKind.CASH.value, currency, list(investor_ids)]
+    params = [currency, AccountKind.CASH.value, currency, bigint_array_text(investor_ids)]
     if all_new:
         try:
             with transaction.atomic():

@@ -322,3 +322,18 @@ def test_payout_rows_written_by_copy_read_back_as_computed() -> None:
     ]
     assert all(p.reinvested_minor == 0 and p.reinvestment_note == "" for p in found)
     assert found[0].created_at is not None
+
+
+@pytest.mark.parametrize(
+    "values", [[], [0], [1, -2, 3], [2**63 - 1, -(2**63)], list(range(10**6, 10**6 + 25_000))]
+)
+def test_bigint_array_text_reads_back_as_the_same_ints(values: list[int]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::bigint[]", [ledger.bigint_array_text(values)])
+        assert cursor.fetchone()[0] == values
+
+
+@pytest.mark.parametrize("bad", [[1, True], [1, "2"], [1.0], [None]])
+def test_bigint_array_text_takes_only_ints(bad: list[Any]) -> None:
+    with pytest.raises(TypeError):
+        ledger.bigint_array_text(bad)
