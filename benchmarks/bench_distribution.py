@@ -2,9 +2,10 @@
 
 Figure: wall time and peak memory (VmHWM) of a fresh process that starts the pay run of a
 funded distribution through the service, as staff would (`distributions.distribution_pay`):
-the holders of record from the as-of cap table over 1,000,000 postings, the allocation to the
-cent, withholding by tax form, 100,000 payout rows, then the `captable.pay_distribution` task
-(run in-process at commit, as the embedded default does) paying them in batches — one ledger
+the holders of record as of the record date (the holding accounts' balances less what moved
+after it, in a ledger of 1,000,000 postings), the allocation to the cent, withholding by tax
+form, 100,000 payout rows, then the `captable.pay_distribution` task (run in-process at
+commit, as the embedded default does) paying them in batches — one ledger
 entry per payout written by `ledger.cash_fan_out_post` (set-based), every trigger on (balance
 upkeep, the deferred balanced-entry check, the sealing queue); the entries are sealed
 afterwards by the periodic sealing task, timed and printed separately.

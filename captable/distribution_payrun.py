@@ -40,16 +40,16 @@ ONE_BY_ONE_MAX = 1_000
 _UNPAID_LOCKED_SQL = """
     SELECT id, investor_id, gross_minor, income_minor, return_of_capital_minor,
            withholding_minor, net_minor, promote_minor
-    FROM captable_payout WHERE id = ANY(%b::bigint[]) AND paid_at IS NULL ORDER BY id FOR UPDATE
+    FROM captable_payout WHERE id = ANY(%s::bigint[]) AND paid_at IS NULL ORDER BY id FOR UPDATE
 """
 
 _INVESTORS_OF_SQL = (
-    "SELECT investor_id FROM captable_payout WHERE id = ANY(%b::bigint[]) ORDER BY investor_id"
+    "SELECT investor_id FROM captable_payout WHERE id = ANY(%s::bigint[]) ORDER BY investor_id"
 )
 
 _PAID_SQL = """
     UPDATE captable_payout p SET entry_id = v.entry_id, paid_at = %s::timestamptz
-    FROM unnest(%b::bigint[], %b::bigint[]) AS v(id, entry_id) WHERE p.id = v.id
+    FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, entry_id) WHERE p.id = v.id
 """
 
 
@@ -130,7 +130,10 @@ def payouts_fan_out(
 def _cash_accounts_open(distribution: Distribution, payout_ids: list[int]) -> None:
     """The batch's holders' available-cash accounts, opened (committed) before the batch pays
     them: see `ledger.cash_accounts_open`."""
-    investor_ids = [investor_id for (investor_id,) in fetch(_INVESTORS_OF_SQL, [payout_ids])]
+    investor_ids = [
+        investor_id
+        for (investor_id,) in fetch(_INVESTORS_OF_SQL, [ledger.bigint_array_text(payout_ids)])
+    ]
     ledger.cash_accounts_open(investor_ids, distribution.currency)
 
 
@@ -139,14 +142,16 @@ def _pay_batch(distribution: Distribution, payout_ids: list[int]) -> int:
     # Statements through common.sql: server-side parameters, so 25,000-element arrays are not
     # quoted into the statement text.
     with transaction.atomic():
-        payouts = [PayoutParts(*row) for row in fetch(_UNPAID_LOCKED_SQL, [payout_ids])]
+        ids_text = ledger.bigint_array_text(payout_ids)
+        payouts = [PayoutParts(*row) for row in fetch(_UNPAID_LOCKED_SQL, [ids_text])]
         to_post = [p for p in payouts if p.gross_minor or p.promote_minor]
         now = timezone.now()
         if to_post:
             keys = ledger.cash_fan_out_post(payouts_fan_out(to_post, distribution, accounts))
             shape = _PayoutEntryShape(distribution, accounts)
             entry_ids = [keys[shape.key(p)] for p in to_post]
-            fetch(_PAID_SQL, [now, [p.pk for p in to_post], entry_ids])
+            paid_ids = ledger.bigint_array_text([p.pk for p in to_post])
+            fetch(_PAID_SQL, [now, paid_ids, ledger.bigint_array_text(entry_ids)])
         zero = [p.pk for p in payouts if not (p.gross_minor or p.promote_minor)]
         if zero:
             Payout.objects.filter(pk__in=zero).update(paid_at=now)

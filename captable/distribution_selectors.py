@@ -139,20 +139,25 @@ class HolderOfRecord(NamedTuple):
     treaty_withholding_rate_basis_points: int | None
 
 
-# The as-of cap table's one pass over the asset's postings (captable/selectors.py), aggregated
-# per account, joined to the holding accounts and to their investors' tax forms on file: the
-# holders of record and what withholding needs, in one set-based query.
+# The holders of record from the offering's holding accounts: each account's balance (the sum of
+# all its postings, kept by the posting trigger on both databases) less its postings effective
+# after the instant — the same sum as the postings up to it, in one statement (one snapshot), but
+# reading only what moved since the record date (an index range on (asset, effective_at)), not
+# every posting of the offering's history (1,000,000 in the benchmark: ~0.8 s of database time,
+# now a read of the holding accounts). Joined to the investors' tax forms on file.
 _HOLDERS_OF_RECORD_SQL = """
-    SELECT a.investor_id, t.quanta, i.tax_form, i.treaty_withholding_rate_basis_points
-    FROM (
-        SELECT account_id, CAST(SUM(amount) AS BIGINT) AS quanta
+    SELECT a.investor_id, CAST(a.balance - COALESCE(later.quanta, 0) AS BIGINT) AS quanta,
+           i.tax_form, i.treaty_withholding_rate_basis_points
+    FROM captable_account a
+    LEFT JOIN (
+        SELECT account_id, SUM(amount) AS quanta
         FROM captable_posting
-        WHERE asset = %s AND effective_at <= %s
+        WHERE asset = %s AND effective_at > %s
         GROUP BY account_id
-    ) t
-    JOIN captable_account a ON a.id = t.account_id
+    ) later ON later.account_id = a.id
     JOIN investors_investor i ON i.id = a.investor_id
-    WHERE t.quanta <> 0 AND a.kind = %s
+    WHERE a.offering_id = %s AND a.kind = %s AND a.asset = %s
+      AND a.balance - COALESCE(later.quanta, 0) <> 0
     ORDER BY a.investor_id
 """
 
@@ -163,7 +168,8 @@ def holders_of_record(*, offering_id: int, as_of: datetime) -> list[HolderOfReco
     # Adapted as the ORM would (SQLite compares datetimes as UTC text).
     instant = connection.ops.adapt_datetimefield_value(as_of)
     with connection.cursor() as cursor:
+        asset = units_asset(offering_id)
         cursor.execute(
-            _HOLDERS_OF_RECORD_SQL, [units_asset(offering_id), instant, AccountKind.HOLDING]
+            _HOLDERS_OF_RECORD_SQL, [asset, instant, offering_id, AccountKind.HOLDING, asset]
         )
         return [HolderOfRecord(*row) for row in cursor.fetchall()]

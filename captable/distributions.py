@@ -45,9 +45,10 @@ Locks: the distribution row, then a payout row, then the ledger's accounts.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from itertools import islice
 from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
@@ -475,14 +476,16 @@ def _payouts_compute(distribution: Distribution) -> int:
             holdings=holdings,
         )
     assert len(amounts) == len(holders)
-    rows = [_payout_row(amounts[index], holder) for index, holder in enumerate(holders)]
+    assert sum(a.gross_minor + a.promote_minor for a in amounts) == distribution.amount_minor
+    # Made as they are written: the COPY streams, so PostgreSQL reads a chunk while the next
+    # one is made.
+    rows = (_payout_row(amounts[index], holder) for index, holder in enumerate(holders))
     _payouts_insert(distribution, rows)
-    assert sum(row[2] + row[9] for row in rows) == distribution.amount_minor  # gross + promote
     changed = Distribution.objects.filter(
         pk=distribution.pk, payouts_computed_at__isnull=True
-    ).update(payouts_computed_at=timezone.now(), income_minor=sum(row[3] for row in rows))
+    ).update(payouts_computed_at=timezone.now(), income_minor=sum(a.income_minor for a in amounts))
     assert changed == 1, "payouts are computed under the distribution's lock"
-    return len(rows)
+    return len(holders)
 
 
 # A payout row as computed, in this column order (plain tuples: 100,000 holders).
@@ -529,7 +532,7 @@ def _payout_row(
 _PAYOUT_DEFAULTS = {"reinvested_quanta": 0, "reinvested_minor": 0, "reinvestment_note": ""}
 
 
-def _payouts_insert(distribution: Distribution, rows: list[tuple[Any, ...]]) -> None:
+def _payouts_insert(distribution: Distribution, rows: Iterable[tuple[Any, ...]]) -> None:
     """One row per holder: COPY on PostgreSQL (100,000 holders: the ORM's bulk_create spends
     seconds building and compiling objects), bulk_create elsewhere."""
     if connection.vendor != "postgresql":
@@ -541,13 +544,44 @@ def _payouts_insert(distribution: Distribution, rows: list[tuple[Any, ...]]) -> 
         return
     now = timezone.now()
     columns = [*_PAYOUT_COLUMNS, *_PAYOUT_DEFAULTS, "distribution_id", "created_at"]
-    constant = (*_PAYOUT_DEFAULTS.values(), distribution.pk, now)
+    constant = (*_PAYOUT_DEFAULTS.values(), distribution.pk, now.isoformat())
     sql = f"COPY captable_payout ({', '.join(columns)}) FROM STDIN"
-    no_tiers = "[]"
+    # COPY's text format written here, one %-format per row (psycopg's write_row adapts each
+    # of the 16 values on its own: ~0.3 s more for 100,000 rows). Integers as %d; the text
+    # fields escaped for COPY (`_copy_text`).
+    line = "\t".join(["%d"] * 5 + ["%s"] + ["%d"] * 4 + ["%s"]) + "\t"
+    line += "\t".join(_copy_text(str(value)) for value in constant) + "\n"
+    assert line.count("%") == 11, "the constants hold no % sign"
+    rows = iter(rows)
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-        for row in rows:
-            tiers = json.dumps(row[-1]) if row[-1] else no_tiers  # JSON text for jsonb
-            copy.write_row((*row[:-1], tiers, *constant))
+        while chunk := list(islice(rows, 5_000)):
+            copy.write(
+                "".join(
+                    [
+                        line
+                        % (
+                            *row[:5],
+                            _copy_text(row[5]),
+                            *row[6:10],
+                            _copy_text(json.dumps(row[10])) if row[10] else "[]",
+                        )
+                        for row in chunk
+                    ]
+                )
+            )
+
+
+def _copy_text(text: str) -> str:
+    """`text` as a field of COPY's text format (backslash, tab, newline and carriage return
+    escaped)."""
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return (
+            text.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return text
 
 
 def distribution_pay(*, actor: User, distribution_id: int) -> Distribution:

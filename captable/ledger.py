@@ -649,6 +649,16 @@ def _fetch(sql: str, params: Sequence[Any], *, prepared: bool = False) -> list[t
         return cursor.fetchall()
 
 
+def bigint_array_text(values: Sequence[int]) -> str:
+    """`values` as one bigint[] literal ('{1,2,3}'), for a %s::bigint[] parameter: psycopg's
+    binary array dumper packs each element in Python (~9 ms for 25,000 ids, against ~3 ms to
+    join their decimal strings; PostgreSQL parses either in a few ms). Ints only: anything
+    else is refused, not written as text."""
+    if not all(type(value) is int for value in values):
+        raise TypeError("bigint_array_text takes ints")
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 @functools.cache
 def _compiled_timestamptz_loader() -> tuple[int, Any]:
     import psycopg
@@ -1294,9 +1304,13 @@ _FAN_OUT_CASH_ACCOUNTS_SQL = """
     INSERT INTO captable_account (key, kind, asset, investor_id, allows_negative, balance,
                                   version, created_at)
     SELECT 'cash:i' || i || ':' || %s::text, %s::text, %s::text, i, false, 0, 0, now()
-    FROM unnest(%b::bigint[]) AS t(i)
+    FROM unnest(%s::bigint[]) AS t(i)
     ON CONFLICT (key) DO NOTHING
 """
+# The same, every account assumed new: a plain insert skips ON CONFLICT's speculative
+# insertion (~45 ms of each 25,000-account batch); a key already there fails it instead.
+_NEW_CASH_ACCOUNTS_SQL = _FAN_OUT_CASH_ACCOUNTS_SQL.replace("ON CONFLICT (key) DO NOTHING", "")
+assert _NEW_CASH_ACCOUNTS_SQL != _FAN_OUT_CASH_ACCOUNTS_SQL
 
 
 def _fan_out_accounts(fan_out: CashFanOut) -> tuple[dict[str, _BatchAccount], list[int]]:
@@ -1324,15 +1338,18 @@ def _fan_out_accounts(fan_out: CashFanOut) -> tuple[dict[str, _BatchAccount], li
 
 def _fan_out_sql(side_count: int) -> str:
     sides = [f"side{n}" for n in range(side_count)]
-    side_arrays = "".join(", %b::bigint[]" for _ in sides)
+    side_arrays = "".join(", %s::bigint[]" for _ in sides)
     side_columns = "".join(f", {side}" for side in sides)
     total = " + ".join(["to_cash", *sides])
     side_legs = "".join(f", (%s::bigint, {side})" for side in sides)
     # Only column names made here (side0, side1, …) are formatted in; values are parameters.
+    # The entries' sequence is looked up once (an InitPlan): as a plain argument of nextval,
+    # pg_get_serial_sequence (a catalog look-up) ran for every row, 68 ms of 25,000.
     return f"""
     WITH spec AS MATERIALIZED (
-        SELECT nextval(pg_get_serial_sequence('captable_entry', 'id')) AS id, s.*
-        FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[]{side_arrays},
+        SELECT nextval((SELECT pg_get_serial_sequence('captable_entry', 'id')::regclass)) AS id,
+               s.*
+        FROM unnest(%b::text[], %b::text[], %s::bigint[], %s::bigint[]{side_arrays},
                     %b::text[])
              AS s(key, digest, cash_account_id, to_cash{side_columns}, metadata)
     ),
@@ -1406,9 +1423,9 @@ def _fan_out_write(fan_out: CashFanOut, actor: User | None) -> dict[str, int]:
     params: list[Any] = [
         list(fan_out.idempotency_keys),
         list(fan_out.request_digests),
-        cash_account_ids,
-        list(fan_out.to_cash),
-        *(list(amounts) for _, amounts in fan_out.sides),
+        bigint_array_text(cash_account_ids),
+        bigint_array_text(fan_out.to_cash),
+        *(bigint_array_text(amounts) for _, amounts in fan_out.sides),
         list(fan_out.metadata_json),
         fan_out.kind,
         now,
@@ -1422,9 +1439,10 @@ def _fan_out_write(fan_out: CashFanOut, actor: User | None) -> dict[str, int]:
         source.pk,
     ]
     # Server-side parameters (prepared): 25,000-element arrays travel as parameters, not as
-    # literals quoted into the statement's text by Python and parsed again by PostgreSQL; in
-    # binary (%b): psycopg's text format escapes each element of a text array with a regular
-    # expression (seconds, over a pay run's keys, digests and metadata).
+    # literals quoted into the statement's text by Python and parsed again by PostgreSQL; text
+    # arrays in binary (%b): psycopg's text format escapes each element of a text array with a
+    # regular expression (seconds, over a pay run's keys, digests and metadata); integer arrays
+    # as one array literal (`bigint_array_text`).
     return dict(_fetch(_fan_out_sql(len(fan_out.sides)), params, prepared=True))
 
 
@@ -1437,9 +1455,23 @@ def cash_accounts_open(investor_ids: Sequence[int], currency: str) -> None:
     if connection.vendor != "postgresql":
         raise NotImplementedError("cash_accounts_open writes with PostgreSQL's set-based SQL")
     with transaction.atomic():
-        _cash_accounts_insert(investor_ids, check_supported_currency(currency))
+        _cash_accounts_insert(investor_ids, check_supported_currency(currency), all_new=True)
 
 
-def _cash_accounts_insert(investor_ids: Sequence[int], currency: str) -> None:
-    params = [currency, AccountKind.CASH.value, currency, list(investor_ids)]
+def _cash_accounts_insert(
+    investor_ids: Sequence[int], currency: str, *, all_new: bool = False
+) -> None:
+    """The investors' cash accounts that do not exist yet. `all_new`: first tried as if none
+    existed (a first distribution opens them all), under a savepoint; if one did, the insert
+    fails on the key and is made again skipping those that exist."""
+    params = [currency, AccountKind.CASH.value, currency, bigint_array_text(investor_ids)]
+    if all_new:
+        try:
+            with transaction.atomic():
+                _fetch(_NEW_CASH_ACCOUNTS_SQL, params, prepared=True)
+            return
+        except IntegrityError as error:
+            constraint = getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)
+            if constraint != "account_key_unique":
+                raise
     _fetch(_FAN_OUT_CASH_ACCOUNTS_SQL, params, prepared=True)

@@ -90,6 +90,9 @@ class Account(models.Model):
         related_name="+",
         db_index=False,
     )
+    # Checked per insert statement on PostgreSQL (migration 0023: one set-based look-up and
+    # lock, not a deferred check per account: a pay run opens 100,000 cash accounts); a
+    # trigger on investors refuses deleting one an account names.
     investor = models.ForeignKey(
         Investor,
         on_delete=models.PROTECT,
@@ -97,6 +100,7 @@ class Account(models.Model):
         blank=True,
         related_name="+",
         db_index=False,
+        db_constraint=False,
     )
     issuer = models.ForeignKey(
         Issuer,
@@ -338,7 +342,12 @@ class UnsealedEntry(models.Model):
     keeps finding pending entries proportional to what is pending, not to the chain's length
     (an anti-join over every entry). Not ledger data: verification reads the entries."""
 
-    entry = models.OneToOneField(Entry, on_delete=models.CASCADE, primary_key=True)
+    # No row-level foreign key on PostgreSQL (migration 0023): the entries' trigger fills the
+    # queue from the entries it was fired for; a row written any other way is checked by a
+    # statement trigger.
+    entry = models.OneToOneField(
+        Entry, on_delete=models.CASCADE, primary_key=True, db_constraint=False
+    )
     chain = models.CharField(max_length=40)
 
     class Meta:

@@ -131,6 +131,23 @@ def allocate(total: int, weights: Sequence[int]) -> list[int]:
         if total == 0:
             return [0] * len(weights)
         raise ValueError("cannot allocate a non-zero total over zero weights")
+    if len(weights) >= ALLOCATE_VECTOR_MIN and total * max(weights) <= INT64_MAX:
+        shares = _allocate_int64(total, weights, weight_sum)
+    else:
+        shares = _allocate_ints(total, weights, weight_sum)
+    assert sum(shares) == total
+    return shares
+
+
+# From this many weights `allocate` computes in numpy's int64 (a pay run to 100,000 holders:
+# ~10 ms instead of ~200 ms), when every product total * weight fits in it (then every
+# quotient, remainder and sum does too): the same integers, floor and largest remainder with
+# the same ties, so the same result (tested against `_allocate_ints`).
+ALLOCATE_VECTOR_MIN = 1_000
+INT64_MAX = 2**63 - 1
+
+
+def _allocate_ints(total: int, weights: Sequence[int], weight_sum: int) -> list[int]:
     shares: list[int] = []
     remainders: list[int] = []
     for weight in weights:
@@ -142,8 +159,21 @@ def allocate(total: int, weights: Sequence[int]) -> list[int]:
     by_largest_remainder = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
     for index in by_largest_remainder[:leftover]:
         shares[index] += 1
-    assert sum(shares) == total
     return shares
+
+
+def _allocate_int64(total: int, weights: Sequence[int], weight_sum: int) -> list[int]:
+    """`_allocate_ints` in numpy, for total * max(weights) <= INT64_MAX (the caller checks)."""
+    import numpy as np  # only here: most processes never split over many weights
+
+    products = np.asarray(weights, dtype=np.int64) * np.int64(total)
+    shares, remainders = np.divmod(products, np.int64(weight_sum))
+    leftover = total - int(shares.sum())
+    # A stable sort on the negated remainder: largest first, equal ones by index (the order
+    # of sorted(key=(-remainder, index))).
+    by_largest_remainder = np.argsort(-remainders, kind="stable")
+    shares[by_largest_remainder[:leftover]] += 1
+    return [int(share) for share in shares.tolist()]
 
 
 def money_display(amount_minor: int, currency: str, *, locale: str = "en_US") -> str:

@@ -20,8 +20,14 @@ from django.db import DatabaseError, connection, transaction
 
 from captable import ledger
 from captable.distribution_payrun import payouts_fan_out
-from captable.distributions import DistributionAccounts, PayoutParts, payout_batch_entry
-from captable.models import Account, Entry, Posting, UnsealedEntry
+from captable.distributions import (
+    _PAYOUT_COLUMNS,
+    DistributionAccounts,
+    PayoutParts,
+    _payouts_insert,
+    payout_batch_entry,
+)
+from captable.models import Account, Entry, Payout, Posting, UnsealedEntry
 from captable.verification import ledger_verify
 from common.errors import Conflict, LimitExceeded, ValidationFailed
 from investors.models import Investor
@@ -294,3 +300,40 @@ def test_an_account_changes_only_through_postings() -> None:
         ):
             cursor.execute(sql, [cash])
     assert Account.objects.get(pk=cash).balance == 0
+
+
+def test_payout_rows_written_by_copy_read_back_as_computed() -> None:
+    """The COPY text is written by hand (`_payouts_insert`): every value reads back as it
+    went in, text that COPY would take for escapes included."""
+    offering, (a, b) = closed_offering([1, 2])
+    distribution = declare(offering, 300_00)
+    tiers = [{"tier": "pref\\return\ttab\nline\r", "amount": "1.00", "name": 'é ✓ "q" 50%'}]
+    rows = [
+        (a.pk, 1, 100_00, 60_00, 40_00, "none", 2_400, 14_40, 85_60, 0, tiers),
+        (b.pk, 2, 200_00, 200_00, 0, "w9", 0, 0, 200_00, 7, []),
+    ]
+
+    _payouts_insert(distribution, rows)
+
+    fields = [*_PAYOUT_COLUMNS[:-1], "tiers"]
+    found = Payout.objects.filter(distribution=distribution).order_by("investor_id")
+    assert [tuple(row) for row in found.values_list(*fields)] == [
+        (*row[:-1], row[-1]) for row in rows
+    ]
+    assert all(p.reinvested_minor == 0 and p.reinvestment_note == "" for p in found)
+    assert found[0].created_at is not None
+
+
+@pytest.mark.parametrize(
+    "values", [[], [0], [1, -2, 3], [2**63 - 1, -(2**63)], list(range(10**6, 10**6 + 25_000))]
+)
+def test_bigint_array_text_reads_back_as_the_same_ints(values: list[int]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::bigint[]", [ledger.bigint_array_text(values)])
+        assert cursor.fetchone()[0] == values
+
+
+@pytest.mark.parametrize("bad", [[1, True], [1, "2"], [1.0], [None]])
+def test_bigint_array_text_takes_only_ints(bad: list[Any]) -> None:
+    with pytest.raises(TypeError):
+        ledger.bigint_array_text(bad)

@@ -8,6 +8,10 @@ from moneyed import Money
 
 from common.errors import ValidationFailed
 from common.money import (
+    ALLOCATE_VECTOR_MIN,
+    INT64_MAX,
+    _allocate_int64,
+    _allocate_ints,
     allocate,
     basis_points_of,
     decimal_to_minor_units,
@@ -123,3 +127,44 @@ def test_money_display_is_exact_and_localized():
     assert money_display(400000000, "USD") == "$4,000,000.00"
     assert money_display(300000, "EUR", locale="de_DE") == "3.000,00\xa0€"
     assert money_display(1, "USD") == "$0.01"
+
+
+# --- allocate in numpy's int64 (many weights): the same result as the plain-int loop ----------
+
+
+@given(
+    weights=st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=60).filter(
+        any
+    ),
+    total=st.integers(min_value=0, max_value=10**12),
+)
+def test_allocate_in_int64_equals_the_plain_int_split(weights, total):
+    weight_sum = sum(weights)
+    assert _allocate_int64(total, weights, weight_sum) == _allocate_ints(total, weights, weight_sum)
+
+
+@given(
+    ties=st.integers(min_value=2, max_value=50),
+    total=st.integers(min_value=0, max_value=10**6),
+)
+def test_allocate_in_int64_breaks_ties_to_the_earlier_weight(ties, total):
+    weights = [7] * ties + [3] * ties
+    assert _allocate_int64(total, weights, sum(weights)) == _allocate_ints(
+        total, weights, sum(weights)
+    )
+
+
+@given(seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_allocate_over_many_weights_equals_the_plain_int_split(seed):
+    import random
+
+    draw = random.Random(seed)
+    count = ALLOCATE_VECTOR_MIN + draw.randrange(2_000)
+    weights = [draw.choice([0, 1, 1, 5, draw.randrange(10**7)]) for _ in range(count)]
+    weights[0] = 1
+    # near the int64 guard from both sides, and ordinary totals
+    largest = max(weights)
+    total = draw.choice([draw.randrange(10**12), INT64_MAX // largest, INT64_MAX // largest + 1])
+    shares = allocate(total, weights)
+    assert shares == _allocate_ints(total, weights, sum(weights))
+    assert all(type(share) is int for share in shares)
