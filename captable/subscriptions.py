@@ -217,7 +217,7 @@ def _reserve(offering: Offering, quanta: int, now: datetime) -> bool:
     return bool(fetch(_RESERVE_SQL, _reserve_parameters(offering, quanta, now)))
 
 
-def _release(offering_id: int, quanta: int, now: datetime) -> None:
+def _release(offering_id: int, quanta: int) -> None:
     changed = Offering.objects.filter(pk=offering_id).update(
         units_reserved_quanta=F("units_reserved_quanta") - quanta
     )  # not `updated_at`: a counter, updated in place as the reservation is (module docstring)
@@ -274,7 +274,7 @@ def _waitlist_promote(offering_id: int, now: datetime) -> list[int]:
                 expires_at=expires_at,
             )
         except InvalidTransition:
-            _release(offering_id, head.quanta, now)  # it left the waitlist meanwhile
+            _release(offering_id, head.quanta)  # it left the waitlist meanwhile
             continue
         promoted.append(head.pk)
 
@@ -1202,7 +1202,7 @@ def subscription_end_holding(
     SubscriptionReconfirmation.objects.filter(
         subscription_id=subscription.pk, status=ReconfirmationStatus.PENDING
     ).update(status=ReconfirmationStatus.VOID, resolved_at=now)
-    _release(subscription.offering_id, subscription.quanta, now)
+    _release(subscription.offering_id, subscription.quanta)
     if promote:
         _waitlist_promote(subscription.offering_id, now)
     return refunded

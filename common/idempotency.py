@@ -248,8 +248,8 @@ def request_fingerprint(request: HttpRequest) -> str:
 
 
 def render_json(body: Any) -> bytes:
-    """The API's encoding (`common.api_json`). `bytes`
-    are a body rendered already (e.g. `subscription_detail_json`), kept as they are."""
+    """The API's encoding (`common.api_json`); `bytes` are a body rendered already (e.g.
+    `subscription_detail_json`), kept as they are."""
     if isinstance(body, bytes):
         return body
     return api_json(body)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -71,10 +70,11 @@ def fetch(sql: str, params: Params, *, binary: bool = False) -> list[tuple[Any, 
         with database.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall() if cursor.description else []
+    import psycopg
+
     database.ensure_connection()
-    prepared = _prepared_cursor(database.connection)
     rows: list[tuple[Any, ...]] = []
-    with database.wrap_database_errors:
+    with database.wrap_database_errors, psycopg.Cursor(database.connection) as prepared:
 
         def execute(sql: str, params: Any, many: bool, context: Any) -> None:
             prepared.execute(sql, params, prepare=True, binary=binary)
@@ -90,22 +90,6 @@ def fetch(sql: str, params: Params, *, binary: bool = False) -> list[tuple[Any, 
         if database.queries_logged:  # DEBUG, or a test counting queries: as Django's cursor
             database.queries_log.append({"sql": sql, "time": f"{time.monotonic() - began:.3f}"})
     return rows
-
-
-# The psycopg connection → the cursor `fetch` runs on. One per connection rather than one per
-# statement: a cursor's adapters cache which dumper and loader each type takes, and a new
-# cursor looks every parameter's up again (a third of a hot statement's client time). Weak
-# keys: a closed connection's entry goes with it.
-_CURSORS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
-def _prepared_cursor(raw_connection: Any) -> Any:
-    cursor = _CURSORS.get(raw_connection)
-    if cursor is None or cursor.closed:
-        import psycopg
-
-        cursor = _CURSORS[raw_connection] = psycopg.Cursor(raw_connection)
-    return cursor
 
 
 def fetch_one(sql: str, params: Params, *, binary: bool = False) -> tuple[Any, ...] | None:
