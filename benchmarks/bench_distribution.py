@@ -204,16 +204,18 @@ def peak_rss_mb() -> float:
 
 
 def cpu_seconds() -> tuple[float, float]:
-    """CPU seconds used so far (user + system) by this process and by its PostgreSQL
-    backend: unlike wall time, hardly changed by what else the shared machine runs."""
+    """CPU seconds used so far (user + system) by this process (all its threads) and by the
+    PostgreSQL server (every backend: the pay run pays on several connections, and its
+    background processes): unlike wall time, hardly changed by what else the machine runs."""
     from django.db import connection
 
-    from benchmarks.harness import _cpu_seconds
+    from benchmarks.harness import server_cpu_seconds
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
     connection.ensure_connection()
-    backend = _cpu_seconds(connection.connection.info.backend_pid) or 0.0
-    return usage.ru_utime + usage.ru_stime, backend
+    return usage.ru_utime + usage.ru_stime, server_cpu_seconds(
+        connection.connection.info.backend_pid
+    )
 
 
 def cpu_since(before: tuple[float, float]) -> tuple[float, float]:
@@ -288,7 +290,7 @@ def report(result: dict[str, Any], total_seconds: float) -> None:
     copy_backend = sum(cpu[1] for cpu in result["copy_cpu_seconds"].values())
     cpu, copy_cpu = client + backend, copy_client + copy_backend
     print(
-        f"  CPU seconds (this process + its database backend): run {client:.2f} + "
+        f"  CPU seconds (this process + the database server): run {client:.2f} + "
         f"{backend:.2f} = {cpu:.2f}, bare COPY {copy_client:.2f} + {copy_backend:.2f} = "
         f"{copy_cpu:.2f}, ratio {cpu / copy_cpu:.2f}"
     )

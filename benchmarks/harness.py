@@ -179,6 +179,30 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
 
 
+def _parent_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def server_cpu_seconds(backend_pid: int) -> float:
+    """CPU seconds used so far by the whole PostgreSQL server `backend_pid` belongs to: its
+    postmaster, every live child (backends, background workers) and, through the postmaster's
+    cutime/cstime, every child that has exited — so backends of connections opened and closed
+    in between count too (a pay run pays on several)."""
+    postmaster = _parent_of(backend_pid)
+    if postmaster is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    own = sum(int(value) for value in fields[11:15]) / _CLOCK_TICKS  # utime stime cutime cstime
+    return own + sum(_cpu_seconds(child) or 0.0 for child in _children_of(postmaster))
+
+
 def _children_of(parent: int) -> list[int]:
     children = []
     for entry in Path("/proc").iterdir():

@@ -7,7 +7,9 @@ payout gets ONE entry under `distribution:{id}:payout:{investor}` with the same 
 run interrupted (a batch is one transaction: all of it or none) and started again — by either
 path — pays nobody twice. Holders who reinvest (DRIP) are paid one by one, since their
 purchase goes through the subscription checks. Locks: the batch's payout rows (by id), then
-the ledger's accounts.
+the ledger's accounts (the holders' first, the shared ones last: `ledger.LOCK_ORDER`), so the
+batches run on several connections at once (`PAY_RUN_CONNECTIONS`) and wait on each other
+only for the shared accounts' legs, their last statement.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -158,14 +162,63 @@ def _pay_batch(distribution: Distribution, payout_ids: list[int]) -> int:
     return len(payouts)
 
 
+_CREDITED_SQL = """
+    SELECT coalesce(bool_or(withholding_minor > 0), false),
+           coalesce(bool_or(promote_minor > 0), false)
+    FROM captable_payout WHERE distribution_id = %s AND paid_at IS NULL
+"""
+
+
+def _credited_accounts_open(distribution: Distribution) -> None:
+    """The issuer's withholding and promote accounts, if unpaid payouts credit them, opened
+    before the batches: batches opening one at once would wait on each other's insert."""
+    accounts = DistributionAccounts.of(distribution)
+    ((withholds, promotes),) = fetch(_CREDITED_SQL, [distribution.pk])
+    for spec, credited in ((accounts.withholding, withholds), (accounts.promote, promotes)):
+        if credited:
+            ledger.account_open(spec)
+
+
+def _open_and_pay(distribution: Distribution, batch: list[int]) -> int:
+    _cash_accounts_open(distribution, batch)
+    return _pay_batch(distribution, batch)
+
+
+def _open_and_pay_on_own_connection(distribution: Distribution, batch: list[int]) -> int:
+    """A pool thread's batch, on the thread's own database connection (closed after it)."""
+    try:
+        return _open_and_pay(distribution, batch)
+    finally:
+        connection.close()
+
+
+def _pay_batches(distribution: Distribution, batches: list[list[int]], workers: int | None) -> int:
+    """The batches, on `workers` connections at once (settings.PAY_RUN_CONNECTIONS): each batch
+    is its own transaction and they share only the fixed accounts, which each locks last
+    (`ledger.cash_fan_out_post`), so the database works on several at a time."""
+    workers = min(workers or settings.PAY_RUN_CONNECTIONS, len(batches))
+    # Inside a caller's transaction, other connections would not see its uncommitted rows.
+    if workers <= 1 or connection.in_atomic_block:
+        return sum(_open_and_pay(distribution, batch) for batch in batches)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pay-run") as pool:
+        futures = [pool.submit(_open_and_pay_on_own_connection, distribution, b) for b in batches]
+        try:
+            return sum(future.result() for future in futures)
+        finally:
+            for future in futures:
+                future.cancel()
+
+
 def distribution_pay_run_batched(
     *,
     distribution_id: int,
     batch_size: int = BATCH_SIZE,
     one_by_one_max: int = ONE_BY_ONE_MAX,
+    connections: int | None = None,
 ) -> int:
     """Pay every unpaid payout, `batch_size` per transaction (PostgreSQL, more than
-    `one_by_one_max` of them; otherwise one by one), then complete the distribution. Returns
+    `one_by_one_max` of them; otherwise one by one; on `connections` connections at once,
+    settings.PAY_RUN_CONNECTIONS by default), then complete the distribution. Returns
     how many payouts this run paid. This is the `captable.pay_distribution` task's run."""
     with transaction.atomic():
         distribution = _locked(distribution_id)  # fresh, with its offering and issuer
@@ -179,11 +232,10 @@ def distribution_pay_run_batched(
     )
     if connection.vendor != "postgresql" or len(batched) <= one_by_one_max:
         one_by_one, batched = one_by_one + batched, []
-    paid = 0
-    for start in range(0, len(batched), batch_size):
-        batch = batched[start : start + batch_size]
-        _cash_accounts_open(distribution, batch)
-        paid += _pay_batch(distribution, batch)
+    batches = [batched[start : start + batch_size] for start in range(0, len(batched), batch_size)]
+    if batches:
+        _credited_accounts_open(distribution)
+    paid = _pay_batches(distribution, batches, connections)
     for payout_id in one_by_one:
         payout_pay(payout_id=payout_id)
         paid += 1

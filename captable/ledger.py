@@ -1,10 +1,11 @@
 """The only writer of ledger rows (entries, postings, lots).
 
 `entry_post` is the one primitive: it takes balanced legs, locks the accounts they touch in
-primary-key order (no deadlocks), checks every invariant it can name clearly (the database
-checks them again), inserts the entry, its lots and its postings in one transaction, and seals
-the entry into its hash chain after commit. It is idempotent: the same idempotency key with the
-same request returns the first entry; with a different request it raises `Conflict`.
+the ledger's `LOCK_ORDER` (no deadlocks), checks every invariant it can name clearly (the
+database checks them again), inserts the entry, its lots and its postings in one transaction,
+and seals the entry into its hash chain after commit. It is idempotent: the same idempotency
+key with the same request returns the first entry; with a different request it raises
+`Conflict`.
 
 The operations below (authorize, issue, transfer, redeem, cash movements, reverse) build legs
 from the current state under those locks and call `entry_post`. Amounts are ints: minor units
@@ -79,9 +80,24 @@ class AccountSpec:
         }
 
 
+# The ledger's lock order, kept by every writer so that none waits in a cycle: an investor's
+# accounts (holdings, escrow, cash) first, then the shared ones (treasury, issuer, payable,
+# platform, external), each by primary key. Shared accounts are the hot rows many writers
+# touch; locked last, they are held for the least time — and a distribution's pay run can
+# write its batches on several connections at once, each waiting only for the other's last
+# statement (`cash_fan_out_post`).
+LOCK_ORDER = "investor_id IS NULL, id"
+LOCK_ORDER_OF_A = "a.investor_id IS NULL, a.id"
+
+
 def _account(spec: AccountSpec) -> Account:
     account, _ = Account.objects.get_or_create(key=spec.key, defaults=spec.create_defaults())
     return account
+
+
+def account_open(spec: AccountSpec) -> Account:
+    """The account under `spec`, created (committed) if new."""
+    return _account(spec)
 
 
 def treasury_spec(offering: Offering) -> AccountSpec:
@@ -262,7 +278,7 @@ def _replayed(idempotency_key: str, digest: str) -> Entry | None:
 def _read_accounts(
     keys: Sequence[str], *, lock: bool, lots_for: Collection[str] | None = None
 ) -> dict[str, Account]:
-    """The accounts by key, fresh; `lock`: FOR UPDATE, in primary-key order. Unlocked on
+    """The accounts by key, fresh; `lock`: FOR UPDATE, in `LOCK_ORDER`. Unlocked on
     PostgreSQL (the optimistic read), holdings come with their open lots, read in the same
     snapshot as the account's version: those named in `lots_for`, or every holding if None."""
     placeholders = ", ".join(["%s"] * len(keys))
@@ -279,7 +295,7 @@ def _read_accounts(
     if lock:
         sql = (
             f"SELECT {selected} FROM captable_account a "  # noqa: S608
-            f"WHERE a.key IN ({placeholders}) ORDER BY a.id FOR UPDATE"
+            f"WHERE a.key IN ({placeholders}) ORDER BY {LOCK_ORDER_OF_A} FOR UPDATE"
         )
         rows = _fetch(sql, list(keys), prepared=True)
         return {account.key: account for account in _accounts_from(rows, columns)}
@@ -352,8 +368,8 @@ def _accounts_from(rows: Sequence[tuple[Any, ...]], columns: list[str]) -> list[
 
 
 def lock_accounts(accounts: Sequence[Account | AccountSpec]) -> dict[str, Account]:
-    """Lock the accounts' rows in primary-key order (every writer does the same, so no
-    deadlock), creating those named by a spec that do not exist yet; return them fresh, with
+    """Lock the accounts' rows in `LOCK_ORDER` (every writer does the same, so no deadlock),
+    creating those named by a spec that do not exist yet; return them fresh, with
     current balances, by key."""
     wanted = {account.key: account for account in accounts}
     locked = _read_accounts(list(wanted), lock=True)
@@ -466,7 +482,7 @@ def entry_post(
       read (else read again; after OPTIMISTIC_ATTEMPTS, lock first). Two round trips plus the
       open-lots read, no BEGIN or COMMIT of their own;
     - otherwise (inside a caller's transaction, SQLite, a new account), lock the accounts in
-      primary-key order first, then build and write.
+      lock order first, then build and write.
 
     Idempotency costs nothing on the common path: the entry INSERT skips a used key, and only
     then (or when the legs cannot be built any more) is the first entry read and compared."""
@@ -704,7 +720,7 @@ WITH account AS MATERIALIZED (
 ), locked AS (
     SELECT a.id, a.version FROM captable_account a
     WHERE a.id = ANY (ARRAY(SELECT account.id FROM account))
-    ORDER BY a.id FOR UPDATE
+    ORDER BY {lock_order} FOR UPDATE
 ), guard AS (
     SELECT locked.id FROM locked
     JOIN account g ON locked.id = g.id AND (g.version IS NULL OR locked.version = g.version)
@@ -760,11 +776,13 @@ def _legs_json(legs: Sequence[Leg], effective_at: datetime) -> str:
 
 def _insert_in_one_statement(entry: Entry, legs: Sequence[Leg], guarded: Mapping[int, int]) -> bool:
     """False when the idempotency key is taken; raises _StateChanged when a guarded account's
-    version moved. Every account of the entry is locked (primary-key order) by the statement
+    version moved. Every account of the entry is locked (`LOCK_ORDER`) by the statement
     itself, before anything is inserted."""
     columns, values, types = _entry_columns_and_values_pg(entry)
     sql = _INSERT_ENTRY_SQL.format(
-        columns=columns, placeholders=", ".join(f"%s::{db_type}" for db_type in types)
+        lock_order=LOCK_ORDER_OF_A,
+        columns=columns,
+        placeholders=", ".join(f"%s::{db_type}" for db_type in types),
     )
     account_ids = sorted({leg.account.pk for leg in legs})
     accounts = json.dumps([{"id": pk, "version": guarded.get(pk)} for pk in account_ids])
@@ -1296,8 +1314,8 @@ def _batch_replays_of(keys: Sequence[str], digests: Sequence[str]) -> dict[str, 
 
 
 _LOCK_ACCOUNTS_SQL = (
-    "SELECT id, key, balance, allows_negative FROM captable_account "
-    "WHERE key = ANY(%b::text[]) ORDER BY id FOR UPDATE"
+    "SELECT id, key, balance, allows_negative FROM captable_account "  # noqa: S608 (constants)
+    f"WHERE key = ANY(%b::text[]) ORDER BY {LOCK_ORDER} FOR UPDATE"
 )
 
 _FAN_OUT_CASH_ACCOUNTS_SQL = """
@@ -1313,45 +1331,48 @@ _NEW_CASH_ACCOUNTS_SQL = _FAN_OUT_CASH_ACCOUNTS_SQL.replace("ON CONFLICT (key) D
 assert _NEW_CASH_ACCOUNTS_SQL != _FAN_OUT_CASH_ACCOUNTS_SQL
 
 
-def _fan_out_accounts(fan_out: CashFanOut) -> tuple[dict[str, _BatchAccount], list[int]]:
-    """The fixed accounts (created if new) and each entry's cash account id (created if new),
-    every one of them locked in primary-key order."""
+def _fixed_accounts_create(fan_out: CashFanOut) -> list[AccountSpec]:
+    """The fan-out's fixed accounts (source and sides), created if new (a no-op, taking no
+    lock, for accounts that exist)."""
     fixed = [fan_out.source, *(spec for spec, _ in fan_out.sides)]
-    currency = check_supported_currency(fan_out.currency)
     with connection.cursor() as cursor:
         columns = ("key", "kind", "asset", "offering_id", "investor_id", "issuer_id", "reference")
         values = [[getattr(spec, column) for spec in fixed] for column in columns]
         allows = [spec.create_defaults()["allows_negative"] for spec in fixed]
         cursor.execute(_BATCH_ACCOUNTS_SQL, [*values, allows])
+    return fixed
+
+
+def _cash_accounts_locked(fan_out: CashFanOut) -> list[int]:
+    """Each entry's cash account id (created if new), locked in `LOCK_ORDER` (an investor's
+    accounts come before the fixed ones)."""
+    currency = check_supported_currency(fan_out.currency)
     cash_keys = [f"cash:i{investor_id}:{currency}" for investor_id in fan_out.investor_ids]
-    keys = [spec.key for spec in fixed] + cash_keys
-    found = _fetch(_LOCK_ACCOUNTS_SQL, [keys], prepared=True)
-    if len(found) < len(set(keys)):  # some holders' cash accounts are new (a pay run opens them)
+    found = _fetch(_LOCK_ACCOUNTS_SQL, [cash_keys], prepared=True)
+    if len(found) < len(set(cash_keys)):  # some holders' cash accounts are new
         _cash_accounts_insert(fan_out.investor_ids, currency)
-        found = _fetch(_LOCK_ACCOUNTS_SQL, [keys], prepared=True)
+        found = _fetch(_LOCK_ACCOUNTS_SQL, [cash_keys], prepared=True)
     ids = {key: account_id for account_id, key, _, _ in found}
-    locked = {
-        spec.key: _BatchAccount(*row) for spec in fixed for row in found if row[1] == spec.key
+    return [ids[key] for key in cash_keys]
+
+
+def _fixed_accounts_locked(fixed: Sequence[AccountSpec]) -> dict[str, _BatchAccount]:
+    found = _fetch(_LOCK_ACCOUNTS_SQL, [[spec.key for spec in fixed]], prepared=True)
+    return {
+        key: _BatchAccount(account_id, key, balance, allows)
+        for account_id, key, balance, allows in found
     }
-    return locked, [ids[key] for key in cash_keys]
 
 
-def _fan_out_sql(side_count: int) -> str:
-    sides = [f"side{n}" for n in range(side_count)]
-    side_arrays = "".join(", %s::bigint[]" for _ in sides)
-    side_columns = "".join(f", {side}" for side in sides)
-    total = " + ".join(["to_cash", *sides])
-    side_legs = "".join(f", (%s::bigint, {side})" for side in sides)
-    # Only column names made here (side0, side1, …) are formatted in; values are parameters.
-    # The entries' sequence is looked up once (an InitPlan): as a plain argument of nextval,
-    # pg_get_serial_sequence (a catalog look-up) ran for every row, 68 ms of 25,000.
-    return f"""
+# The entries and their cash legs. The entries' sequence is looked up once (an InitPlan): as a
+# plain argument of nextval, pg_get_serial_sequence (a catalog look-up) ran for every row, 68 ms
+# of 25,000.
+_FAN_OUT_ENTRIES_SQL = """
     WITH spec AS MATERIALIZED (
         SELECT nextval((SELECT pg_get_serial_sequence('captable_entry', 'id')::regclass)) AS id,
                s.*
-        FROM unnest(%b::text[], %b::text[], %s::bigint[], %s::bigint[]{side_arrays},
-                    %b::text[])
-             AS s(key, digest, cash_account_id, to_cash{side_columns}, metadata)
+        FROM unnest(%b::text[], %b::text[], %s::bigint[], %s::bigint[], %b::text[])
+             AS s(key, digest, cash_account_id, to_cash, metadata)
     ),
     entries AS (
         INSERT INTO captable_entry (id, kind, idempotency_key, request_digest, effective_at,
@@ -1364,13 +1385,27 @@ def _fan_out_sql(side_count: int) -> str:
     postings AS (
         INSERT INTO captable_posting (entry_id, account_id, asset, amount, cost_minor,
                                       effective_at)
-        SELECT spec.id, leg.account_id, %s::text, leg.amount, 0, %s::timestamptz
-        FROM spec CROSS JOIN LATERAL (
-            VALUES (cash_account_id, to_cash){side_legs}, (%s::bigint, -({total}))
-        ) AS leg(account_id, amount)
-        WHERE leg.amount <> 0
+        SELECT id, cash_account_id, %s::text, to_cash, 0, %s::timestamptz
+        FROM spec WHERE to_cash <> 0
     )
     SELECT key, id FROM spec
+"""
+
+
+def _fan_out_shared_legs_sql(side_count: int) -> str:
+    """The entries' legs on the fixed accounts: each side's credit, then the source's debit."""
+    sides = [f"side{n}" for n in range(side_count)]
+    side_arrays = "".join(", %s::bigint[]" for _ in sides)
+    side_columns = "".join(f", {side}" for side in sides)
+    total = " + ".join(["to_cash", *sides])
+    side_legs = "".join(f"(%s::bigint, {side}), " for side in sides)
+    # Only column names made here (side0, side1, …) are formatted in; values are parameters.
+    return f"""
+    INSERT INTO captable_posting (entry_id, account_id, asset, amount, cost_minor, effective_at)
+    SELECT s.id, leg.account_id, %s::text, leg.amount, 0, %s::timestamptz
+    FROM unnest(%s::bigint[], %s::bigint[]{side_arrays}) AS s(id, to_cash{side_columns})
+    CROSS JOIN LATERAL (VALUES {side_legs}(%s::bigint, -({total}))) AS leg(account_id, amount)
+    WHERE leg.amount <> 0
     """  # noqa: S608
 
 
@@ -1406,8 +1441,39 @@ def _is_entry_key_taken(error: IntegrityError) -> bool:
 
 
 def _fan_out_write(fan_out: CashFanOut, actor: User | None) -> dict[str, int]:
-    """Write the fan-out's entries, every key assumed new (a used one: IntegrityError)."""
-    locked, cash_account_ids = _fan_out_accounts(fan_out)
+    """Write the fan-out's entries, every key assumed new (a used one: IntegrityError).
+
+    Two statements: the entries with their cash legs, then the legs on the fixed accounts,
+    whose locks are taken only then (they come last in `LOCK_ORDER`) and held to COMMIT.
+    Batches of one pay run on several connections share only the fixed accounts (source,
+    sides), so they overlap everything but the second statement. The entries balance at
+    COMMIT (the deferred check), not between the two statements."""
+    fixed = _fixed_accounts_create(fan_out)
+    cash_account_ids = _cash_accounts_locked(fan_out)
+    now = timezone.now()
+    # Server-side parameters (prepared): 25,000-element arrays travel as parameters, not as
+    # literals quoted into the statement's text by Python and parsed again by PostgreSQL; text
+    # arrays in binary (%b): psycopg's text format escapes each element of a text array with a
+    # regular expression (seconds, over a pay run's keys, digests and metadata); integer arrays
+    # as one array literal (`bigint_array_text`).
+    to_cash = bigint_array_text(fan_out.to_cash)
+    entries = [
+        list(fan_out.idempotency_keys),
+        list(fan_out.request_digests),
+        bigint_array_text(cash_account_ids),
+        to_cash,
+        list(fan_out.metadata_json),
+        fan_out.kind,
+        now,
+        now,
+        actor.pk if actor else None,
+        fan_out.memo,
+        f"cash:{fan_out.currency}",
+        fan_out.currency,
+        now,
+    ]
+    posted = dict(_fetch(_FAN_OUT_ENTRIES_SQL, entries, prepared=True))
+    locked = _fixed_accounts_locked(fixed)
     source = locked[fan_out.source.key]
     leaving = sum(fan_out.to_cash) + sum(sum(amounts) for _, amounts in fan_out.sides)
     if not source.allows_negative and source.balance < leaving:
@@ -1418,32 +1484,17 @@ def _fan_out_write(fan_out: CashFanOut, actor: User | None) -> dict[str, int]:
             balance=source.balance,
             required=leaving,
         )
-    now = timezone.now()
-    side_ids = [locked[spec.key].pk for spec, _ in fan_out.sides]
-    params: list[Any] = [
-        list(fan_out.idempotency_keys),
-        list(fan_out.request_digests),
-        bigint_array_text(cash_account_ids),
-        bigint_array_text(fan_out.to_cash),
-        *(bigint_array_text(amounts) for _, amounts in fan_out.sides),
-        list(fan_out.metadata_json),
-        fan_out.kind,
-        now,
-        now,
-        actor.pk if actor else None,
-        fan_out.memo,
-        f"cash:{fan_out.currency}",
+    legs: list[Any] = [
         fan_out.currency,
         now,
-        *side_ids,
+        bigint_array_text([posted[key] for key in fan_out.idempotency_keys]),
+        to_cash,
+        *(bigint_array_text(amounts) for _, amounts in fan_out.sides),
+        *(locked[spec.key].pk for spec, _ in fan_out.sides),
         source.pk,
     ]
-    # Server-side parameters (prepared): 25,000-element arrays travel as parameters, not as
-    # literals quoted into the statement's text by Python and parsed again by PostgreSQL; text
-    # arrays in binary (%b): psycopg's text format escapes each element of a text array with a
-    # regular expression (seconds, over a pay run's keys, digests and metadata); integer arrays
-    # as one array literal (`bigint_array_text`).
-    return dict(_fetch(_fan_out_sql(len(fan_out.sides)), params, prepared=True))
+    _fetch(_fan_out_shared_legs_sql(len(fan_out.sides)), legs, prepared=True)
+    return posted
 
 
 def cash_accounts_open(investor_ids: Sequence[int], currency: str) -> None:

@@ -265,6 +265,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # seconds (ledger writes never wait on a chain); without one, each commit seals at once.
 LEDGER_SEAL_INTERVAL_SECONDS = float(env_int("LEDGER_SEAL_INTERVAL_SECONDS", 2))
 LEDGER_SEAL_ON_COMMIT = env_bool("LEDGER_SEAL_ON_COMMIT", CELERY_TASK_ALWAYS_EAGER)
+# Database connections a distribution's batched pay run (PostgreSQL) pays its batches on at once.
+PAY_RUN_CONNECTIONS = env_int("PAY_RUN_CONNECTIONS", 2)
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "common.outbox_relay", "schedule": 5.0},
     "open-due-offerings": {"task": "offerings.open_due", "schedule": 60.0},

@@ -44,21 +44,23 @@ def test_batched_pay_run_pays_what_payout_by_payout_pays() -> None:
     payout_pay(payout_id=first_of_two.pk)
     for payout in Payout.objects.filter(distribution=one):
         payout_pay(payout_id=payout.pk)
-    paid = distribution_pay_run_batched(distribution_id=two.pk, batch_size=2, one_by_one_max=0)
+    paid = distribution_pay_run_batched(
+        distribution_id=two.pk, batch_size=2, one_by_one_max=0, connections=1
+    )
     # then
     assert paid == 3
     two.refresh_from_db()
     assert two.status == DistributionStatus.PAID
     assert balance(ledger.distribution_payable_spec(two.pk, USD)) == 0
-
-    def postings(distribution: Any) -> list[tuple[int, list[int]]]:
-        rows = Payout.objects.filter(distribution=distribution).order_by("investor_id")
-        return [
-            (p.investor_id, sorted(p.entry.postings.values_list("amount", flat=True)))  # type: ignore[union-attr]
-            for p in rows
-        ]
-
-    assert postings(one) == postings(two)
+    assert postings_by_holder(one) == postings_by_holder(two)
     assert distribution_pay_run_batched(distribution_id=two.pk) == 0  # again: nothing
     assert ledger_verify().ok
     assert connection.vendor in ("postgresql", "sqlite")
+
+
+def postings_by_holder(distribution: Any) -> list[tuple[int, list[int]]]:
+    rows = Payout.objects.filter(distribution=distribution).order_by("investor_id")
+    return [
+        (p.investor_id, sorted(p.entry.postings.values_list("amount", flat=True)))  # type: ignore[union-attr]
+        for p in rows
+    ]

@@ -1,0 +1,112 @@
+"""The ledger's lock order (PostgreSQL): an investor's accounts are locked before the shared
+ones, whatever their ids, by every path that locks accounts — so no two writers wait on each
+other in a cycle, and the shared hot rows are held for the least time.
+
+Observed with a third connection: while a writer waits for an investor's account that another
+transaction holds, the shared account it also needs (with the lower id) is still free."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+
+from captable import ledger
+from captable.models import Account
+from tests.captable.factories import investors
+
+pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
+
+USD = "USD"
+WAIT_SECONDS = 20
+
+
+def _on_own_connection(work: Callable[[], None], failures: list[BaseException]) -> None:
+    try:
+        work()
+    except BaseException as error:  # reported to the test's thread
+        failures.append(error)
+    finally:
+        connection.close()
+
+
+def _writers_waiting_on_a_lock() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        )
+        (waiting,) = cursor.fetchone()
+    return int(waiting)
+
+
+def _is_free(account: Account) -> bool:
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM captable_account WHERE id = %s FOR UPDATE NOWAIT", [account.pk]
+            )
+        return True
+    except DatabaseError:
+        return False
+
+
+def _lock_both(shared: Account, cash: Account) -> Callable[[], None]:
+    def work() -> None:
+        with transaction.atomic():
+            ledger.lock_accounts([shared, cash])
+
+    return work
+
+
+def _move_cash(shared: Account, cash: Account) -> Callable[[], None]:
+    def work() -> None:  # outside a transaction: the optimistic one-statement write
+        ledger.cash_move(
+            source=ledger.external_spec(USD),
+            destination=ledger.cash_spec(cash.investor, USD),  # type: ignore[arg-type]
+            amount_minor=1_00,
+            idempotency_key="lock-order:move",
+        )
+
+    return work
+
+
+@pytest.mark.parametrize("writer", [_lock_both, _move_cash], ids=["lock_accounts", "entry"])
+def test_a_writer_locks_the_investors_account_before_a_shared_one(
+    writer: Callable[[Account, Account], Callable[[], None]],
+) -> None:
+    # given: a shared account older (lower id) than an investor's, and a transaction holding
+    # the investor's
+    shared = ledger.external_account(USD)
+    (person,) = investors(1)
+    cash = ledger.cash_account(person, USD)
+    assert shared.pk < cash.pk
+    held, release = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def hold_cash() -> None:
+        with transaction.atomic():
+            ledger.lock_accounts([cash])
+            held.set()
+            release.wait(WAIT_SECONDS)
+
+    holder = threading.Thread(target=_on_own_connection, args=(hold_cash, failures))
+    holder.start()
+    assert held.wait(WAIT_SECONDS)
+    # when: a writer needing both starts, and waits
+    blocked = threading.Thread(target=_on_own_connection, args=(writer(shared, cash), failures))
+    blocked.start()
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not (waited := _writers_waiting_on_a_lock() == 1) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # then: it has not taken the shared account (which comes last), and goes on once released
+    shared_was_free = _is_free(shared)
+    release.set()
+    holder.join(WAIT_SECONDS)
+    blocked.join(WAIT_SECONDS)
+    assert not failures
+    assert waited
+    assert shared_was_free
