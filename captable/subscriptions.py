@@ -83,6 +83,7 @@ from common.errors import (
     NotFound,
     ValidationFailed,
 )
+from common.idempotency import CLAIMING_USER_ID
 from common.models import User
 from common.money import basis_points_of, format_minor_units
 from common.sql import (
@@ -628,8 +629,10 @@ class ReadAhead:
 _LOCKED_INVESTOR_ID = object()
 
 
-def subscription_read_ahead(actor: User, offering_id: int) -> ReadAhead | None:
-    """The `ReadAhead` of a subscription by `actor` to `offering_id`; None but on PostgreSQL."""
+def subscription_read_ahead(offering_id: int) -> ReadAhead | None:
+    """The `ReadAhead` of a subscription to `offering_id` by the user claiming the request's
+    idempotency key (`CLAIMING_USER_ID`, common/idempotency.py: the caller need not be known
+    yet); None but on PostgreSQL."""
     if connection.vendor != "postgresql":
         return None
     now = timezone.now()
@@ -645,7 +648,7 @@ def subscription_read_ahead(actor: User, offering_id: int) -> ReadAhead | None:
         for index, value in enumerate(facts_params)
         if value is not _LOCKED_INVESTOR_ID
     }
-    return ReadAhead(offering_id, now, sql, {**params, "read_user": actor.pk})
+    return ReadAhead(offering_id, now, sql, params)
 
 
 # The facts statement's text (one shape, whatever its values) → the read-ahead's: rewriting
@@ -654,7 +657,7 @@ _READ_AHEAD_SQL: dict[str, str] = {}
 
 
 def _read_ahead_sql(facts_sql: str, facts_params: list[Any]) -> str:
-    lock_sql = _investor_lock_sql("postgresql").replace("%s", "%(read_user)s")
+    lock_sql = _investor_lock_sql("postgresql").replace("%s", CLAIMING_USER_ID)
     facts_sql, _ = named_parameters(
         facts_sql, facts_params, prefix="read_", inline={_LOCKED_INVESTOR_ID: "investor.id"}
     )
@@ -761,11 +764,12 @@ def _guard_sql() -> str:
 
 
 def _guard_parameters(investor: Investor, facts: _SubscribeFacts, now: datetime) -> dict[str, Any]:
-    totals = investor_offering_totals_query(investor.pk, facts.offering.pk)
-    reg_cf = reg_cf_invested_query(investor.pk, now)
+    # The names `named_parameters` gave `_guard_sql`'s placeholders: prefix and position.
+    _, totals = investor_offering_totals_query(investor.pk, facts.offering.pk)
+    _, reg_cf = reg_cf_invested_query(investor.pk, now)
     return {
-        **named_parameters(*totals, prefix="guard_totals_")[1],
-        **named_parameters(*reg_cf, prefix="guard_reg_cf_")[1],
+        **{f"guard_totals_{index}": value for index, value in enumerate(totals)},
+        **{f"guard_reg_cf_{index}": value for index, value in enumerate(reg_cf)},
         "guard_quanta": facts.held.quanta,
         "guard_amount": facts.held.amount_minor,
         "guard_reg_cf": facts.reg_cf_invested_minor,

@@ -34,7 +34,7 @@ from captable.subscription_selectors import (
     subscription_get,
     subscriptions_of_user,
 )
-from common.auth import client_ip_of
+from common.auth import DeferredBearerAuth, client_ip_of
 from common.idempotency import Claim, ClaimedRead, idempotent_rate_limited
 from common.pagination import BoundedLimitOffsetPagination
 from common.ratelimit import THROTTLED_RESPONSE
@@ -48,6 +48,7 @@ PAGE_SIZE_MAX = 100
 @subscriptions_router.post(
     "/offerings/{int:offering_id}/subscriptions",
     response={201: SubscriptionDetailOut, **WRITE_ERRORS, **THROTTLED_RESPONSE},
+    auth=DeferredBearerAuth(),
 )
 def subscription_create(
     request: HttpRequest,
@@ -62,10 +63,11 @@ def subscription_create(
     `Idempotent-Replayed: true`); the same key with another body is a 409. Refusals (KYC,
     minimum/maximum, the exemption's investor limits) are 403/409/422 with a `code` and
     change nothing. Rate-limited per user (429 with `Retry-After`)."""
-    actor = actor_of(request)
-    read_ahead = subscriptions.subscription_read_ahead(actor, offering_id)
+    read_ahead = subscriptions.subscription_read_ahead(offering_id)
 
     def operation(claim: Claim | None) -> tuple[int, SubscriptionDetailOut | None]:
+        actor = actor_of(request)  # the token is looked up by then (`DeferredBearerAuth`)
+
         def stored_with_the_write(subscription: Subscription) -> Rider:
             assert claim is not None
             return claim.rider(201, subscription_detail_json(subscription))
@@ -85,8 +87,9 @@ def subscription_create(
         return 201, subscription_detail_out(subscription)
 
     # One transaction: the rate count, the idempotency record and the subscription; on
-    # PostgreSQL the count, the key's claim, the investor's row lock and the facts the checks
-    # need in one statement, and the response stored by the subscription's own write.
+    # PostgreSQL the token's user, the count, the key's claim, the investor's row lock and the
+    # facts the checks need in one statement, and the response stored by the subscription's
+    # own write.
     return idempotent_rate_limited(
         request,
         scope="subscribe",

@@ -50,26 +50,33 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from ninja.errors import AuthenticationError
 
 from common.api_json import api_json
+from common.auth import PendingToken, pending_token_columns, token_resolve, user_of_token_row
 from common.errors import Conflict, NotAuthenticated, ValidationFailed
 from common.models import IdempotencyRecord, User
 from common.ratelimit import (
     PendingCount,
     counted_again_if_rolled_back,
+    counted_in_database,
     database_count,
+    database_limit,
     rate_limited_call,
+    recount_rolled_back,
+    user_key,
+    user_key_sql,
 )
 from common.sql import Rider, adapt_datetime, column, fetch, fetch_one
-from common.throttle import RATE_COUNTER_UPSERT_SQL
+from common.throttle import RATE_COUNTER_UPSERT_SQL, rate_counter_upsert_sql
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -109,37 +116,119 @@ def idempotent_rate_limited(
     """`rate_limited_call(scope, idempotent(operation))` in fewer round trips: on PostgreSQL the
     rate count (when the counters live in the database), the claim of the key and `read` are
     ONE statement, and `operation` gets the `Claim`: the row read, and a way to store its
-    response with its own last write. Same semantics as the composition: refused past the
-    limit before anything else is decided (`Throttled`), every call counted once, one
-    transaction. Elsewhere (SQLite) it is that composition, `operation` gets None (and reads
-    for itself)."""
+    response with its own last write. A token not looked up yet (`DeferredBearerAuth`) is
+    looked up by that statement too, which writes nothing without its user (then the 401).
+    Same semantics as the composition: refused past the limit before anything else is
+    decided (`Throttled`), every call counted once, one transaction. Elsewhere (SQLite) it is
+    that composition, `operation` gets None (and reads for itself)."""
     if connection.vendor != "postgresql":
+        token_resolve(request)
         return rate_limited_call(
             scope=scope,
             user=_user_of(request),
             call=lambda: idempotent(request, operation=lambda: operation(None), savepoint=False),
         )
     key = idempotency_key_of(request)
-    user = _user_of(request)
     fingerprint = request_fingerprint(request)
+    token = getattr(request, "auth", None)
+    if not isinstance(token, PendingToken) or not counted_in_database(scope):
+        token_resolve(request)
+        return _claimed_and_run(
+            request, key, fingerprint, _user_of(request), scope, operation, read
+        )
+    limit = database_limit(scope)
+    pending = PendingCount(scope, "", *limit) if limit else None  # keyed once the user is read
+    try:
+        with transaction.atomic():
+            row = _counted_claim(
+                user=token,
+                key=key,
+                fingerprint=fingerprint,
+                request=request,
+                pending=pending,
+                read=read,
+            )
+            user, row = _user_of_claim(request, row)
+            counted = [replace(pending, key=user_key(user))] if pending else []
+            offset = 2 + pending_token_columns()
+            return _after_claim(
+                request, key, fingerprint, user, counted, row, read, operation, offset
+            )
+    except AuthenticationError:
+        raise  # a bad token: nothing was counted, nothing written
+    except BaseException:
+        # Rolled back, and the count with it: counted again on its own (the user looked up
+        # again if the statement failed before it told).
+        if pending is not None:
+            _count_again(request, pending)
+        raise
+
+
+def _count_again(request: HttpRequest, pending: PendingCount) -> None:
+    """Count a call whose transaction rolled back (and its count with it) on its own."""
+    try:
+        token_resolve(request)
+    except (AuthenticationError, DatabaseError):
+        return  # a bad token is never counted; a database down, reported by the call's error
+    user = getattr(request, "auth", None)
+    if isinstance(user, User):
+        recount_rolled_back(replace(pending, key=user_key(user)))
+
+
+def _claimed_and_run(
+    request: HttpRequest,
+    key: str,
+    fingerprint: str,
+    user: User,
+    scope: str,
+    operation: ClaimOperation,
+    read: ClaimedRead | None,
+) -> HttpResponse:
+    """`idempotent_rate_limited` for a user known already."""
     pending = database_count(scope=scope, user=user)  # Redis: counted (or refused) here
     guard = counted_again_if_rolled_back(pending) if pending else contextlib.nullcontext()
     with guard, transaction.atomic():
         row = _counted_claim(
-            user=user,
-            key=key,
-            fingerprint=fingerprint,
-            request=request,
-            pending=pending,
-            read=read,
+            user=user, key=key, fingerprint=fingerprint, request=request, pending=pending, read=read
         )
-        if pending is not None:
-            pending.check(int(row[0]))
-        if row[1] is None:
-            return _replay(user=user, key=key, fingerprint=fingerprint)
-        read_row = row[2:] if read is not None else None
-        status, content = _run_and_store(Claim(int(row[1]), read_row), operation)
+        assert row is not None  # (a known user: the statement always answers)
+        counted = [pending] if pending is not None else []
+        return _after_claim(request, key, fingerprint, user, counted, row, read, operation)
+
+
+def _after_claim(
+    request: HttpRequest,
+    key: str,
+    fingerprint: str,
+    user: User,
+    counted: list[PendingCount],
+    row: tuple[Any, ...],
+    read: ClaimedRead | None,
+    operation: ClaimOperation,
+    read_offset: int = 2,
+) -> HttpResponse:
+    """The rest of `idempotent_rate_limited` once the claiming statement ran (`row`: count,
+    record id, the user's columns if it read them, the read's): refused past the limit,
+    replayed, or run and stored."""
+    if counted:
+        counted[0].check(int(row[0]))
+    if row[1] is None:
+        return _replay(user=user, key=key, fingerprint=fingerprint)
+    read_row = row[read_offset:] if read is not None else None
+    status, content = _run_and_store(Claim(int(row[1]), read_row), operation)
     return _json_response(status, content, is_replay=False)
+
+
+def _user_of_claim(
+    request: HttpRequest, row: tuple[Any, ...] | None
+) -> tuple[User, tuple[Any, ...]]:
+    """The user the claiming statement read for a pending token (`request.auth` from now
+    on), and the row; no row: the token is bad, nothing was written (the 401)."""
+    if row is None:
+        raise AuthenticationError()
+    user = user_of_token_row(row[2 : 2 + pending_token_columns()])
+    request.auth = request.user = user  # type: ignore[attr-defined]
+    return user, row
 
 
 @dataclass(frozen=True)
@@ -315,15 +404,18 @@ def _record_claim(*, user: User, key: str, fingerprint: str, request: HttpReques
     row = _counted_claim(
         user=user, key=key, fingerprint=fingerprint, request=request, pending=None, read=None
     )
+    assert row is not None
     return None if row[1] is None else int(row[1])
 
 
 def _record_values(
-    *, user: User, key: str, fingerprint: str, request: HttpRequest
+    *, user: User | PendingToken, key: str, fingerprint: str, request: HttpRequest
 ) -> dict[str, Any]:
-    """The new record's values, in `_RECORD_FIELDS` order."""
+    """The new record's values, in `_RECORD_FIELDS` order (a pending token's user: the
+    statement's own)."""
+    user_values = {"record_user": user.pk} if isinstance(user, User) else {}
     return {
-        "record_user": user.pk,
+        **user_values,
         "record_key": key,
         "record_fingerprint": fingerprint,
         "record_method": request.method or "",
@@ -338,26 +430,37 @@ _RECORD_FIELDS = ("user", "key", "fingerprint", "method", "path", "response_body
 
 def _counted_claim(
     *,
-    user: User,
+    user: User | PendingToken,
     key: str,
     fingerprint: str,
     request: HttpRequest,
     pending: PendingCount | None,
     read: ClaimedRead | None,
-) -> tuple[Any, ...]:
+) -> tuple[Any, ...] | None:
     """PostgreSQL: count the call (`pending`; 0 without) and, unless that count is past the
     limit, claim the key, waiting at most IDEMPOTENCY_WAIT_SECONDS for a concurrent holder of
     it (409 past that), then `read` if the key was claimed; one statement. Returns (count,
     the record's id or None: the key has a committed record, or the call is over the limit
-    and claimed nothing, then the read's columns, NULL when not read)."""
+    and claimed nothing, then the read's columns, NULL when not read). A `PendingToken`
+    for `user`: first its user is read, then counted by its key, and its columns come after
+    the record's id; no row when there is none (nothing counted, nothing claimed)."""
     wait_milliseconds = int(getattr(settings, "IDEMPOTENCY_WAIT_SECONDS", 10) * 1000)
     parameters = _record_values(user=user, key=key, fingerprint=fingerprint, request=request)
     parameters["wait"] = f"{wait_milliseconds}ms"
+    token_sql = None
+    if isinstance(user, PendingToken):
+        _, token_sql, token_parameters = user.select()
+        parameters.update(token_parameters)
     if pending is not None:
         parameters.update(pending.parameters(), limit=pending.limit)
     if read is not None:
         parameters.update(read.params)
-    sql = _claim_sql(bounded=True, counted=pending is not None, read_sql=read.sql if read else None)
+    sql = _claim_sql(
+        bounded=True,
+        counted=pending is not None,
+        read_sql=read.sql if read else None,
+        token_sql=token_sql,
+    )
     try:
         row = fetch_one(sql, parameters, binary=True)
     except OperationalError as error:
@@ -367,20 +470,24 @@ def _counted_claim(
                 code="idempotency_key_in_use",
             ) from error
         raise
-    assert row is not None
+    assert row is not None or token_sql is not None
     return row
 
 
 @functools.cache
-def _claim_sql(*, bounded: bool, counted: bool, read_sql: str | None = None) -> str:
+def _claim_sql(
+    *, bounded: bool, counted: bool, read_sql: str | None = None, token_sql: str | None = None
+) -> str:
     """`INSERT … ON CONFLICT (user, key) DO NOTHING RETURNING id` (NULL: the key exists).
     `bounded` (PostgreSQL), in the same statement: this transaction's lock_timeout is set for
     the wait on a concurrent holder of the key, and set back to what it was once the INSERT is
     done, so the operation's own locks wait as they usually do. `counted` (with `bounded`):
     first the rate counter's upsert (common/throttle.py), under the usual lock_timeout, and
     no claim when its count is past `limit`. `read_sql` (with `bounded`): last, once the key
-    is claimed and the timeout restored, that read (and its locks). Returns (count or 0, id,
-    the read's columns)."""
+    is claimed and the timeout restored, that read (and its locks); the claiming user's id is
+    `done.user_id` there. `token_sql` (with `bounded`): before all, the user of a pending
+    token (`PendingToken.select()`), whose id and rate key the rest use (nothing happens
+    without its row). Returns (count or 0, id, the token's user's columns, the read's)."""
     meta = IdempotencyRecord._meta
     quote = connection.ops.quote_name
     fields = [meta.get_field(name) for name in _RECORD_FIELDS]
@@ -396,14 +503,26 @@ def _claim_sql(*, bounded: bool, counted: bool, read_sql: str | None = None) -> 
         )
     casts = ", ".join(
         f"CAST(%(record_{name})s AS {field.db_type(connection)})"
-        for name, field in zip(names, fields, strict=True)
+        for name, field in zip(names[1:], fields[1:], strict=True)
     )
     # Order: `bound` reads the count first (so the counter's upsert runs before the timeout
     # is set, and waits as usual), the INSERT reads its row from `bound`; `done` is read
     # from the join with `claimed`, so it restores the timeout after the INSERT (and any
     # wait); the read (and its LockRows) runs only on `done`'s row, so after that.
-    counter = f"counted AS ({RATE_COUNTER_UPSERT_SQL}), " if counted else ""
-    count, source = ("counted.count", "FROM counted") if counted else ("0", "")
+    user_id = f"CAST(%(record_user)s AS {fields[0].db_type(connection)})"
+    token, sources = "", []
+    if token_sql is not None:
+        token, user_id, sources = f"token AS MATERIALIZED ({token_sql}), ", "token.id", ["token"]
+    counter = ""
+    if counted:
+        upsert = (
+            rate_counter_upsert_sql(key_sql=f"left({user_key_sql('token')}, 200)", source="token")
+            if token_sql is not None
+            else RATE_COUNTER_UPSERT_SQL
+        )
+        counter, sources = f"counted AS ({upsert}), ", ["counted", *sources]
+    count = "counted.count" if counted else "0"
+    source = f"FROM {', '.join(sources)}" if sources else ""
     within_limit = "WHERE bound.count <= %(limit)s " if counted else ""
     read, read_join = "", ""
     if read_sql is not None:
@@ -412,18 +531,23 @@ def _claim_sql(*, bounded: bool, counted: bool, read_sql: str | None = None) -> 
             f"({read_sql}) target WHERE done.record_id IS NOT NULL)"
         )
         read_join = " LEFT JOIN read ON true"
+    token_columns, token_join = (", token.*", " CROSS JOIN token") if token_sql else ("", "")
     return (
-        f"WITH {counter}bound AS MATERIALIZED (SELECT {count} AS count, "  # noqa: S608
-        "current_setting('lock_timeout') AS previous, "
+        f"WITH {token}{counter}bound AS MATERIALIZED (SELECT {count} AS count, "  # noqa: S608
+        f"{user_id} AS user_id, current_setting('lock_timeout') AS previous, "
         f"set_config('lock_timeout', %(wait)s, true) AS applied {source}), "
-        f"claimed AS (INSERT INTO {table} ({columns}) SELECT {casts} FROM bound "
+        f"claimed AS (INSERT INTO {table} ({columns}) SELECT bound.user_id, {casts} FROM bound "
         f"{within_limit}ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}), "
         f"done AS MATERIALIZED (SELECT bound.count, claimed.{returning} AS record_id, "
-        "set_config('lock_timeout', bound.previous, true) AS restored "
+        "bound.user_id, set_config('lock_timeout', bound.previous, true) AS restored "
         f"FROM bound LEFT JOIN claimed ON true){read} "
-        f"SELECT done.count, done.record_id{', read.*' if read_sql else ''} "
-        f"FROM done{read_join}"
+        f"SELECT done.count, done.record_id{token_columns}{', read.*' if read_sql else ''} "
+        f"FROM done{token_join}{read_join}"
     )
+
+
+# The claiming user's id in a `ClaimedRead`'s SQL (a column of the claiming statement).
+CLAIMING_USER_ID = "done.user_id"
 
 
 def _is_lock_timeout(error: OperationalError) -> bool:

@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import redis
@@ -40,6 +41,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _REDIS_KEY_PREFIX = "brickbook:ratelimit"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # For the operation's `response=`: a limited operation documents its 429.
 THROTTLED_RESPONSE: dict[int, type[ErrorOut]] = {429: ErrorOut}
 
@@ -51,10 +53,37 @@ def _redis_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
 
 
-def _user_key(user: User) -> str:
+def user_key(user: User) -> str:
     # date_joined as well as the id: a test or restored database that reuses an id never
-    # inherits the counts of another user left in a long-lived Redis.
-    return f"user:{user.pk}:{int(user.date_joined.timestamp() * 1_000_000)}"
+    # inherits the counts of another user left in a long-lived Redis. Its microseconds since
+    # the epoch exactly (integers, not a float timestamp), so a statement can compute the same
+    # key from the user's row (`user_key_sql`).
+    microseconds = (user.date_joined - _EPOCH) // timedelta(microseconds=1)
+    return f"user:{user.pk}:{microseconds}"
+
+
+def user_key_sql(user_alias: str) -> str:
+    """PostgreSQL: `user_key` of the user row `user_alias` (a table alias of common_user),
+    as an SQL expression (EXTRACT's epoch is an exact numeric: the same integer)."""
+    return (
+        f"'user:' || {user_alias}.id || ':' || "
+        f"(EXTRACT(EPOCH FROM {user_alias}.date_joined) * 1000000)::bigint"
+    )
+
+
+def counted_in_database(scope: str) -> bool:
+    """Whether calls in `scope` are counted (if at all) in the database counters, inside the
+    caller's transaction: never in Redis, so nothing about the user is needed before it."""
+    limit, _ = settings.RATE_LIMITS.get(scope, (0, 60))
+    return limit <= 0 or not settings.RATE_LIMIT_REDIS_URL
+
+
+def database_limit(scope: str) -> tuple[int, int] | None:
+    """(limit, window seconds) of `scope` when it is limited and counted in the database."""
+    limit, window_seconds = settings.RATE_LIMITS.get(scope, (0, 60))
+    if limit <= 0 or settings.RATE_LIMIT_REDIS_URL:
+        return None
+    return limit, window_seconds
 
 
 def _count_in_redis(url: str, scope: str, key: str, window_seconds: int) -> tuple[int, int]:
@@ -92,7 +121,7 @@ def rate_limit_hit(*, scope: str, user: User) -> None:
     limit, window_seconds = settings.RATE_LIMITS.get(scope, (0, 60))
     if limit <= 0:
         return
-    count, retry_after = _count(scope, _user_key(user), window_seconds)
+    count, retry_after = _count(scope, user_key(user), window_seconds)
     if count > limit:
         raise _throttled(scope, limit, window_seconds, retry_after)
 
@@ -148,7 +177,7 @@ def database_count(*, scope: str, user: User) -> PendingCount | None:
     if settings.RATE_LIMIT_REDIS_URL:
         rate_limit_hit(scope=scope, user=user)
         return None
-    return PendingCount(scope, _user_key(user), limit, window_seconds)
+    return PendingCount(scope, user_key(user), limit, window_seconds)
 
 
 @contextlib.contextmanager
@@ -158,11 +187,16 @@ def counted_again_if_rolled_back(pending: PendingCount) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        try:
-            _count_in_database(pending.scope, pending.key, pending.window_seconds)
-        except DatabaseError as error:  # the call's own error is the one to report
-            logger.warning("rate limit: a failed call could not be counted (%r)", error)
+        recount_rolled_back(pending)
         raise
+
+
+def recount_rolled_back(pending: PendingCount) -> None:
+    """Count on its own a call whose transaction rolled back (and took its count along)."""
+    try:
+        _count_in_database(pending.scope, pending.key, pending.window_seconds)
+    except DatabaseError as error:  # the call's own error is the one to report
+        logger.warning("rate limit: a failed call could not be counted (%r)", error)
 
 
 def _throttled(scope: str, limit: int, window_seconds: int, retry_after: int) -> Throttled:

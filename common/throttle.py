@@ -15,15 +15,27 @@ from common.errors import Throttled
 from common.models import RateCounter
 from common.sql import adapt_datetime, fetch_one
 
+
 # The parameters are named so that the statement can also be a CTE of a larger one
 # (common/idempotency.py counts a call and claims its key in one statement).
-RATE_COUNTER_UPSERT_SQL = (
-    "INSERT INTO common_ratecounter (scope, key, window_start, count) "
-    "VALUES (%(counter_scope)s, %(counter_key)s, %(counter_window)s, 1) "
-    "ON CONFLICT (scope, key, window_start) "
-    "DO UPDATE SET count = common_ratecounter.count + 1 "
-    "RETURNING count"
-)
+def rate_counter_upsert_sql(*, key_sql: str = "%(counter_key)s", source: str = "") -> str:
+    """Count one event: `key_sql`, an expression for the key (a parameter, or read from
+    `source`, a FROM item of one row or none: then nothing is counted)."""
+    values = (
+        f"SELECT CAST(%(counter_scope)s AS varchar), {key_sql}, "  # noqa: S608
+        f"CAST(%(counter_window)s AS timestamp with time zone), 1 FROM {source}"
+        if source
+        else f"VALUES (%(counter_scope)s, {key_sql}, %(counter_window)s, 1)"
+    )
+    return (
+        f"INSERT INTO common_ratecounter (scope, key, window_start, count) {values} "
+        "ON CONFLICT (scope, key, window_start) "
+        "DO UPDATE SET count = common_ratecounter.count + 1 "
+        "RETURNING count"
+    )
+
+
+RATE_COUNTER_UPSERT_SQL = rate_counter_upsert_sql()
 assert RateCounter._meta.db_table == "common_ratecounter"
 
 

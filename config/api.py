@@ -15,7 +15,7 @@ from ninja.renderers import BaseRenderer
 
 from common import errors
 from common.api_json import api_json
-from common.auth import BearerAuth, OptionalBearerAuth
+from common.auth import BearerAuth, DeferredBearerAuth, OptionalBearerAuth, token_resolve
 
 
 class FastJSONRenderer(BaseRenderer):
@@ -32,14 +32,33 @@ class FastJSONRenderer(BaseRenderer):
 class BrickbookAPI(NinjaAPI):
     def get_openapi_schema(self, **kwargs: Any) -> Any:
         """Operations that take a token but do not need one (`OptionalBearerAuth`) say so:
-        an empty security requirement is OpenAPI's "anonymous is fine too"."""
+        an empty security requirement is OpenAPI's "anonymous is fine too". Those that read
+        the token in their own statement (`DeferredBearerAuth`) take it as `BearerAuth`."""
         schema = super().get_openapi_schema(**kwargs)
+        deferred, bearer = DeferredBearerAuth.__name__, BearerAuth.__name__
         for operations in schema["paths"].values():
             for operation in operations.values():
                 security = operation.get("security") or []
                 if any(OptionalBearerAuth.__name__ in each for each in security):
                     security.append({})
+                for each in security:
+                    if deferred in each:
+                        each[bearer] = each.pop(deferred)
+        schemes = schema.get("components", {}).get("securitySchemes", {})
+        if deferred in schemes:
+            schemes.setdefault(bearer, schemes.pop(deferred))
         return schema
+
+    def on_exception(self, request: HttpRequest, exc: Any) -> HttpResponse:
+        """Whatever went wrong, a request whose token was not looked up yet
+        (`DeferredBearerAuth`: the error came first) is answered 401 if that token is bad:
+        authentication is decided before anything else, as for every other operation."""
+        if not isinstance(exc, AuthenticationError):
+            try:
+                token_resolve(request)
+            except AuthenticationError as error:
+                exc = error
+        return super().on_exception(request, exc)
 
 
 api = BrickbookAPI(
