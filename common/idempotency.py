@@ -20,7 +20,9 @@ Semantics (per user — `request.auth` — and key):
   `IDEMPOTENCY_WAIT_SECONDS`, default 10) and then replays it, or runs itself if the first
   failed; past the wait it gets `Conflict(code="idempotency_key_in_use")` (409), no effect;
 - a missing or malformed header (1 to 255 printable ASCII characters, no leading or trailing
-  space) raises `ValidationFailed(code="idempotency_key_required")` (400);
+  space) raises `ValidationFailed(code="idempotency_key_required")` (400); over HTTP, where the
+  endpoints declare the header as a required parameter, a missing one is refused by the
+  schema before this runs (422, nothing done);
 - keys are kept at least `IDEMPOTENCY_KEY_TTL_HOURS` (default 24); `idempotency_records_purge`
   (Celery task `common.idempotency_purge`) deletes older ones, after which a key is new again.
 
