@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -54,33 +53,6 @@ with open(sys.argv[1], "w") as out:
 """
 
 
-@contextlib.contextmanager
-def served(database_url: str, root: Path) -> Iterator[str]:
-    """`harness.gunicorn`, serving the tree at `root`."""
-    port = harness.free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "BRICKBOOK_BENCH_ENDPOINTS": "1",
-        "DEBUG": "0",
-        "CONN_MAX_AGE": "600",
-        "LOG_LEVEL": "ERROR",
-    }
-    command = [str(root / ".venv" / "bin" / "gunicorn"), "--config", "python:config.gunicorn"]
-    command += ["config.wsgi", "--workers", "2", "--worker-class", "sync"]
-    command += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
-    process = subprocess.Popen(command, cwd=root, env=env)
-    base = f"http://127.0.0.1:{port}"
-    harness._SERVERS[base] = (process.pid, database_url)
-    try:
-        harness._wait_until_up(f"{base}/api/v1/health")
-        yield base
-    finally:
-        del harness._SERVERS[base]
-        process.terminate()
-        process.wait(timeout=30)
-
-
 def seeded(database_url: str, root: Path) -> tuple[int, str]:
     """Seed the tree's database with its own code: (offering id, a file of tokens)."""
     with tempfile.TemporaryDirectory() as folder:
@@ -108,7 +80,11 @@ def main() -> int:
             url = stack.enter_context(harness.scratch_database(f"brickbook_ab_{name}"))
             offering_id, tokens = seeded(url, root)
             stack.callback(os.unlink, tokens)
-            setups[name] = (stack.enter_context(served(url, root)), offering_id, tokens)
+            setups[name] = (
+                stack.enter_context(harness.gunicorn(url, root=root)),
+                offering_id,
+                tokens,
+            )
 
         def subscribe(name: str, seconds: int, run: str) -> harness.LoadResult:
             base, offering_id, tokens = setups[name]

@@ -87,8 +87,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(database_url: str, *, workers: int = 2) -> Iterator[str]:
-    """gunicorn with sync workers and persistent DB connections, as in production."""
+def gunicorn(database_url: str, *, workers: int = 2, root: Path = ROOT) -> Iterator[str]:
+    """gunicorn with sync workers and persistent DB connections, as in production, serving
+    the tree at `root` (another checkout, with its own .venv, for A/B runs)."""
+    binary = Path(PYTHON).parent / "gunicorn" if root == ROOT else root / ".venv/bin/gunicorn"
     port = free_port()
     env = {
         **os.environ,
@@ -100,7 +102,7 @@ def gunicorn(database_url: str, *, workers: int = 2) -> Iterator[str]:
     }
     process = subprocess.Popen(
         [
-            str(Path(PYTHON).parent / "gunicorn"),
+            str(binary),
             "--config",
             "python:config.gunicorn",
             "config.wsgi",
@@ -113,7 +115,7 @@ def gunicorn(database_url: str, *, workers: int = 2) -> Iterator[str]:
             "--log-level",
             "warning",
         ],
-        cwd=ROOT,
+        cwd=root,
         env=env,
     )
     base = f"http://127.0.0.1:{port}"
