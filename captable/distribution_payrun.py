@@ -1,5 +1,5 @@
 """The pay run in batches: many payouts per transaction, their entries written together by
-`ledger.cash_fan_out_post` (one set-based statement on PostgreSQL), for distributions to many
+`ledger.cash_fan_out_post` (set-based statements on PostgreSQL), for distributions to many
 holders.
 
 Same outcome, keys and rules as paying each payout alone (`distributions.payout_pay`): each

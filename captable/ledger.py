@@ -1213,12 +1213,12 @@ def _sealer(chain: str) -> Callable[[], None]:
 #
 # The pay run's entries all have one shape: one source account debited, the investor's cash
 # account and up to a few fixed accounts credited. `cash_fan_out_post` takes them as columns
-# (no object per entry) and writes entries and postings with ONE set-based statement on
+# (no object per entry) and writes entries and postings with two set-based statements on
 # PostgreSQL (no row leaves or re-enters Python), under the same rules as `entry_post`:
 # keys used once (a replay is skipped, another request under a used key is a Conflict and
 # nothing is written), no zero posting, the source not below zero (checked here on the locked
-# balance, and by the account's CHECK), accounts created if new and locked in primary-key
-# order, every trigger on (balances, the balanced-entry check at COMMIT, the sealing queue);
+# balance, and by the account's CHECK), accounts created if new and locked in `LOCK_ORDER`,
+# every trigger on (balances, the balanced-entry check at COMMIT, the sealing queue);
 # the chain is sealed after commit.
 
 
@@ -1358,10 +1358,7 @@ def _cash_accounts_locked(fan_out: CashFanOut) -> list[int]:
 
 def _fixed_accounts_locked(fixed: Sequence[AccountSpec]) -> dict[str, _BatchAccount]:
     found = _fetch(_LOCK_ACCOUNTS_SQL, [[spec.key for spec in fixed]], prepared=True)
-    return {
-        key: _BatchAccount(account_id, key, balance, allows)
-        for account_id, key, balance, allows in found
-    }
+    return {row[1]: _BatchAccount(*row) for row in found}
 
 
 # The entries and their cash legs. The entries' sequence is looked up once (an InitPlan): as a

@@ -352,7 +352,7 @@ def _complete(transfer: TransferRequest, *, actor: User) -> TransferRequest:
 
 
 def _lock_holdings(offering: Offering, seller: Investor, buyer: Investor) -> None:
-    """Both holdings, in primary-key order like every ledger writer: concurrent requests of
+    """Both holdings, in the ledger's lock order like every writer: concurrent requests of
     one seller queue here, so two of them cannot both count the same available units."""
     ledger.lock_accounts(
         [ledger.holding_account(offering, seller), ledger.holding_account(offering, buyer)]
