@@ -9,9 +9,7 @@ path — pays nobody twice. Holders who reinvest (DRIP) are paid one by one, sin
 purchase goes through the subscription checks. Locks: the batch's payout rows (by id), then
 the ledger's accounts (the holders' first, the shared ones last: `ledger.LOCK_ORDER`), so the
 batches run on several connections at once (`PAY_RUN_CONNECTIONS`) and wait on each other
-only for the shared accounts' legs, their last statement. The holders' available-cash accounts
-were opened while the payouts were computed (`distributions._payouts_compute`); a batch opens
-any still missing within its own transaction (`ledger.cash_fan_out_post`).
+only for the shared accounts' legs, their last statement.
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ from django.utils import timezone
 
 from captable import ledger
 from captable.distributions import (
-    ONE_BY_ONE_MAX,
     DistributionAccounts,
     PayoutParts,
     _locked,
@@ -35,9 +32,12 @@ from captable.distributions import (
     payout_pay,
 )
 from captable.models import Distribution, EntryKind, Payout, ReinvestmentElection
-from common.sql import fetch, on_own_connection
+from common.sql import fetch
 
 BATCH_SIZE = 25_000
+# Up to this many payouts a run pays them one by one (each committed as it is paid, as the
+# worker-kill test watches); batching pays off only with many holders.
+ONE_BY_ONE_MAX = 1_000
 
 
 # PayoutParts's fields, in order.
@@ -46,6 +46,10 @@ _UNPAID_LOCKED_SQL = """
            withholding_minor, net_minor, promote_minor
     FROM captable_payout WHERE id = ANY(%s::bigint[]) AND paid_at IS NULL ORDER BY id FOR UPDATE
 """
+
+_INVESTORS_OF_SQL = (
+    "SELECT investor_id FROM captable_payout WHERE id = ANY(%s::bigint[]) ORDER BY investor_id"
+)
 
 _PAID_SQL = """
     UPDATE captable_payout p SET entry_id = v.entry_id, paid_at = %s::timestamptz
@@ -127,6 +131,16 @@ def payouts_fan_out(
     )
 
 
+def _cash_accounts_open(distribution: Distribution, payout_ids: list[int]) -> None:
+    """The batch's holders' available-cash accounts, opened (committed) before the batch pays
+    them: see `ledger.cash_accounts_open`."""
+    investor_ids = [
+        investor_id
+        for (investor_id,) in fetch(_INVESTORS_OF_SQL, [ledger.bigint_array_text(payout_ids)])
+    ]
+    ledger.cash_accounts_open(investor_ids, distribution.currency)
+
+
 def _pay_batch(distribution: Distribution, payout_ids: list[int]) -> int:
     accounts = DistributionAccounts.of(distribution)
     # Statements through common.sql: server-side parameters, so 25,000-element arrays are not
@@ -165,6 +179,19 @@ def _credited_accounts_open(distribution: Distribution) -> None:
             ledger.account_open(spec)
 
 
+def _open_and_pay(distribution: Distribution, batch: list[int]) -> int:
+    _cash_accounts_open(distribution, batch)
+    return _pay_batch(distribution, batch)
+
+
+def _open_and_pay_on_own_connection(distribution: Distribution, batch: list[int]) -> int:
+    """A pool thread's batch, on the thread's own database connection (closed after it)."""
+    try:
+        return _open_and_pay(distribution, batch)
+    finally:
+        connection.close()
+
+
 def _pay_batches(distribution: Distribution, batches: list[list[int]], workers: int | None) -> int:
     """The batches, on `workers` connections at once (settings.PAY_RUN_CONNECTIONS): each batch
     is its own transaction and they share only the fixed accounts, which each locks last
@@ -172,9 +199,9 @@ def _pay_batches(distribution: Distribution, batches: list[list[int]], workers: 
     workers = min(workers or settings.PAY_RUN_CONNECTIONS, len(batches))
     # Inside a caller's transaction, other connections would not see its uncommitted rows.
     if workers <= 1 or connection.in_atomic_block:
-        return sum(_pay_batch(distribution, batch) for batch in batches)
+        return sum(_open_and_pay(distribution, batch) for batch in batches)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pay-run") as pool:
-        futures = [pool.submit(on_own_connection, _pay_batch, distribution, b) for b in batches]
+        futures = [pool.submit(_open_and_pay_on_own_connection, distribution, b) for b in batches]
         try:
             return sum(future.result() for future in futures)
         finally:

@@ -84,7 +84,6 @@ from common.errors import Conflict, InvalidTransition, NotAllowed, NotFound, Val
 from common.models import User
 from common.money import allocate, basis_points_of, format_minor_units
 from common.outbox import outbox_enqueue
-from common.sql import alongside
 from investors.models import Investor, TaxForm
 from offerings.models import Offering, OfferingStatus
 from offerings.selectors import is_sponsor_member, offerings_visible_to
@@ -458,11 +457,6 @@ def distribution_fund(*, actor: User, distribution_id: int) -> Distribution:
 # --- pay -------------------------------------------------------------------------------------
 
 
-# Up to this many payouts a pay run pays them one by one (each committed as it is paid, as
-# the worker-kill test watches); batching (`distribution_payrun`) pays off only with many.
-ONE_BY_ONE_MAX = 1_000
-
-
 def _payouts_compute(distribution: Distribution) -> int:
     """The payout rows from the holders of record (once; the caller holds the lock)."""
     holders = holders_of_record(offering_id=distribution.offering_id, as_of=distribution.record_at)
@@ -471,35 +465,6 @@ def _payouts_compute(distribution: Distribution) -> int:
             f"Nobody held units of the offering at the record date {distribution.record_date}.",
             code="no_holders_of_record",
         )
-    with alongside(
-        lambda: ledger.cash_accounts_open([h.investor_id for h in holders], distribution.currency),
-        when=_opens_cash_accounts_alongside(len(holders)),
-    ):
-        amounts = _payouts_insert_computed(distribution, holders)
-    changed = Distribution.objects.filter(
-        pk=distribution.pk, payouts_computed_at__isnull=True
-    ).update(payouts_computed_at=timezone.now(), income_minor=sum(a.income_minor for a in amounts))
-    assert changed == 1, "payouts are computed under the distribution's lock"
-    return len(holders)
-
-
-def _opens_cash_accounts_alongside(holder_count: int) -> bool:
-    """Whether the holders' available-cash accounts are opened on another connection while
-    their payouts are computed (a batched pay run to come, on PostgreSQL): the run's batches
-    then find them open (opening them within a batch costs the batch ~0.2 s a 25,000, on the
-    cores the batches share), and this step has a core to spare (it is one connection,
-    mostly waiting on the payouts' COPY). Not inside an enclosing transaction (a test's):
-    the other connection would not see the holders' uncommitted rows."""
-    return (
-        connection.vendor == "postgresql"
-        and holder_count > ONE_BY_ONE_MAX
-        and len(connection.atomic_blocks) == 1
-    )
-
-
-def _payouts_insert_computed(
-    distribution: Distribution, holders: Sequence[HolderOfRecord]
-) -> Sequence[PayoutAmounts | WaterfallPayoutAmounts]:
     holdings = [(holder.investor_id, holder.quanta) for holder in holders]
     amounts: Sequence[PayoutAmounts | WaterfallPayoutAmounts]
     if distribution.method == DistributionMethod.WATERFALL:
@@ -516,7 +481,11 @@ def _payouts_insert_computed(
     # one is made.
     rows = (_payout_row(amounts[index], holder) for index, holder in enumerate(holders))
     _payouts_insert(distribution, rows)
-    return amounts
+    changed = Distribution.objects.filter(
+        pk=distribution.pk, payouts_computed_at__isnull=True
+    ).update(payouts_computed_at=timezone.now(), income_minor=sum(a.income_minor for a in amounts))
+    assert changed == 1, "payouts are computed under the distribution's lock"
+    return len(holders)
 
 
 # A payout row as computed, in this column order (plain tuples: 100,000 holders).

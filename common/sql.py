@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,7 +20,6 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Model
 
 M = TypeVar("M", bound=Model)
-T = TypeVar("T")
 
 Params = Sequence[Any] | Mapping[str, Any]
 
@@ -148,29 +145,3 @@ def column(field: Any) -> str:
     if not isinstance(name, str):
         raise TypeError(f"{field!r} has no column")
     return connection.ops.quote_name(name)
-
-
-def on_own_connection(work: Callable[..., T], *args: Any) -> T:
-    """`work(*args)` as a worker thread runs it: on the thread's own database connection
-    (Django's connections are per thread), closed after, so a pool's threads hold none."""
-    try:
-        return work(*args)
-    finally:
-        connection.close()
-
-
-@contextmanager
-def alongside(work: Callable[[], object], *, when: bool = True) -> Iterator[None]:
-    """Run `work` on another thread and database connection while the block runs; wait for
-    it at the block's end and raise what it raised. For independent work on committed rows
-    that may overlap the block's (each connection is its own transaction: `work` sees none of
-    the block's uncommitted writes). `when` false: `work` is not run at all."""
-    if not when:
-        yield
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="alongside") as pool:
-        future = pool.submit(on_own_connection, work)
-        # If the block raises, the pool still waits for `work` on leaving, and the block's
-        # error is the one raised.
-        yield
-        future.result()

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from django.db import transaction
 
-from captable import distributions, ledger
+from captable import ledger
 from captable.distribution_payrun import distribution_pay_run_batched
 from captable.distributions import _locked, _payouts_compute, payout_pay
-from captable.models import Account, DistributionStatus, Payout
+from captable.models import DistributionStatus, Payout
 from captable.verification import ledger_verify
 from investors.models import Investor
 from tests.captable.test_distribution_payrun import postings_by_holder
@@ -59,50 +59,3 @@ def _computed(distribution: Any) -> list[Payout]:
     with after_payment_date(distribution), transaction.atomic():
         _payouts_compute(_locked(distribution.pk))
     return list(Payout.objects.filter(distribution=distribution))
-
-
-def test_holders_cash_accounts_are_opened_while_the_payouts_are_computed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # given: a distribution to more holders than are paid one by one (the threshold lowered),
-    # none of whom has an available-cash account yet
-    monkeypatch.setattr(distributions, "ONE_BY_ONE_MAX", 2)
-    offering, holders = closed_offering([3, 5, 7, 11])
-    distribution = declare(offering, 1_000_01)
-    approve_and_fund(distribution)
-    cash_keys = [ledger.cash_spec(holder, USD).key for holder in holders]
-    assert not Account.objects.filter(key__in=cash_keys).exists()
-    # when: its payouts are computed (starting the pay run, before the run itself)
-    _computed(distribution)
-    # then: every holder's cash account is open and empty; the run then pays into them
-    opened = Account.objects.filter(key__in=cash_keys)
-    assert sorted(opened.values_list("key", flat=True)) == sorted(cash_keys)
-    assert {account.balance for account in opened} == {0}
-    ids_before = set(opened.values_list("pk", flat=True))
-    assert distribution_pay_run_batched(distribution_id=distribution.pk, one_by_one_max=0) == 4
-    assert set(Account.objects.filter(key__in=cash_keys).values_list("pk", flat=True)) == (
-        ids_before
-    )
-    assert sum(balance(ledger.cash_spec(holder, USD)) for holder in holders) > 0
-    assert ledger_verify().ok
-
-
-def test_inside_an_enclosing_transaction_the_accounts_are_left_to_the_run(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # given: as above, but the computation runs inside a caller's transaction (whose rows
-    # another connection could not see)
-    monkeypatch.setattr(distributions, "ONE_BY_ONE_MAX", 2)
-    offering, holders = closed_offering([3, 5, 7])
-    distribution = declare(offering, 1_000_01)
-    approve_and_fund(distribution)
-    cash_keys = [ledger.cash_spec(holder, USD).key for holder in holders]
-    # when
-    with transaction.atomic():
-        _computed(distribution)
-    # then: no account was opened ahead; the run opens them as it pays
-    assert Payout.objects.filter(distribution=distribution).count() == 3
-    assert not Account.objects.filter(key__in=cash_keys).exists()
-    assert distribution_pay_run_batched(distribution_id=distribution.pk, one_by_one_max=0) == 3
-    assert Account.objects.filter(key__in=cash_keys).count() == 3
-    assert ledger_verify().ok
