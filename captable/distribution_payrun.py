@@ -151,11 +151,17 @@ def _pay_batch(distribution: Distribution, payout_ids: list[int]) -> int:
         to_post = [p for p in payouts if p.gross_minor or p.promote_minor]
         now = timezone.now()
         if to_post:
-            keys = ledger.cash_fan_out_post(payouts_fan_out(to_post, distribution, accounts))
             shape = _PayoutEntryShape(distribution, accounts)
-            entry_ids = [keys[shape.key(p)] for p in to_post]
-            paid_ids = ledger.bigint_array_text([p.pk for p in to_post])
-            fetch(_PAID_SQL, [now, paid_ids, ledger.bigint_array_text(entry_ids)])
+
+            def mark_paid(keys: dict[str, int]) -> None:
+                # Before the ledger locks the shared accounts: see cash_fan_out_post's `then`.
+                entry_ids = [keys[shape.key(p)] for p in to_post]
+                paid_ids = ledger.bigint_array_text([p.pk for p in to_post])
+                fetch(_PAID_SQL, [now, paid_ids, ledger.bigint_array_text(entry_ids)])
+
+            ledger.cash_fan_out_post(
+                payouts_fan_out(to_post, distribution, accounts), then=mark_paid
+            )
         zero = [p.pk for p in payouts if not (p.gross_minor or p.promote_minor)]
         if zero:
             Payout.objects.filter(pk__in=zero).update(paid_at=now)

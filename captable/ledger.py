@@ -1406,9 +1406,19 @@ def _fan_out_shared_legs_sql(side_count: int) -> str:
     """  # noqa: S608
 
 
-def cash_fan_out_post(fan_out: CashFanOut, *, actor: User | None = None) -> dict[str, int]:
+def cash_fan_out_post(
+    fan_out: CashFanOut,
+    *,
+    actor: User | None = None,
+    then: Callable[[dict[str, int]], None] | None = None,
+) -> dict[str, int]:
     """Post the fan-out's entries in one transaction (PostgreSQL only); returns key → entry id,
     for the replayed keys too. All or nothing.
+
+    `then(posted)`: the caller's own writes that name the entries (the pay run marks its
+    payouts paid), run in the same transaction once every entry exists and before the fixed
+    accounts are locked, so that those locks are held only for the fixed accounts' legs and
+    COMMIT (batches on other connections wait for them).
 
     Optimistic: the entries are first written as if no key had been used (a pay run's keys are
     new: its payouts are locked unpaid), under a savepoint. A key used before fails that write
@@ -1419,14 +1429,18 @@ def cash_fan_out_post(fan_out: CashFanOut, *, actor: User | None = None) -> dict
     _fan_out_check(fan_out)
     with transaction.atomic():
         try:
-            with transaction.atomic():
-                posted = _fan_out_write(fan_out, actor)
+            with transaction.atomic():  # `then`'s writes roll back with the entries
+                posted = _fan_out_write(fan_out, actor, then=then)
         except (IntegrityError, LimitExceeded) as error:
             if isinstance(error, IntegrityError) and not _is_entry_key_taken(error):
                 raise
-            rest, posted = _fan_out_replays(fan_out)
+            rest, replayed = _fan_out_replays(fan_out)
             if rest.idempotency_keys:
-                posted |= _fan_out_write(rest, actor)
+                posted = _fan_out_write(rest, actor, then=then, replayed=replayed)
+            else:
+                posted = replayed
+                if then is not None:
+                    then(posted)
         if settings.LEDGER_SEAL_ON_COMMIT:
             transaction.on_commit(_sealer(f"cash:{fan_out.currency}"))
     return posted
@@ -1437,14 +1451,21 @@ def _is_entry_key_taken(error: IntegrityError) -> bool:
     return getattr(diagnostics, "constraint_name", None) == "captable_entry_idempotency_key_key"
 
 
-def _fan_out_write(fan_out: CashFanOut, actor: User | None) -> dict[str, int]:
-    """Write the fan-out's entries, every key assumed new (a used one: IntegrityError).
+def _fan_out_write(
+    fan_out: CashFanOut,
+    actor: User | None,
+    *,
+    then: Callable[[dict[str, int]], None] | None,
+    replayed: Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    """Write the fan-out's entries, every key assumed new (a used one: IntegrityError); returns
+    key → entry id, `replayed` (entries posted before) included.
 
-    Two statements: the entries with their cash legs, then the legs on the fixed accounts,
-    whose locks are taken only then (they come last in `LOCK_ORDER`) and held to COMMIT.
-    Batches of one pay run on several connections share only the fixed accounts (source,
-    sides), so they overlap everything but the second statement. The entries balance at
-    COMMIT (the deferred check), not between the two statements."""
+    Two statements: the entries with their cash legs, then (after `then`) the legs on the
+    fixed accounts, whose locks are taken only then (they come last in `LOCK_ORDER`) and held
+    to COMMIT. Batches of one pay run on several connections share only the fixed accounts
+    (source, sides), so they overlap everything but the second statement. The entries
+    balance at COMMIT (the deferred check), not between the two statements."""
     fixed = _fixed_accounts_create(fan_out)
     cash_account_ids = _cash_accounts_locked(fan_out)
     now = timezone.now()
@@ -1469,7 +1490,10 @@ def _fan_out_write(fan_out: CashFanOut, actor: User | None) -> dict[str, int]:
         fan_out.currency,
         now,
     ]
-    posted = dict(_fetch(_FAN_OUT_ENTRIES_SQL, entries, prepared=True))
+    written = dict(_fetch(_FAN_OUT_ENTRIES_SQL, entries, prepared=True))
+    posted = {**(replayed or {}), **written}
+    if then is not None:
+        then(posted)
     locked = _fixed_accounts_locked(fixed)
     source = locked[fan_out.source.key]
     leaving = sum(fan_out.to_cash) + sum(sum(amounts) for _, amounts in fan_out.sides)
@@ -1484,7 +1508,7 @@ def _fan_out_write(fan_out: CashFanOut, actor: User | None) -> dict[str, int]:
     legs: list[Any] = [
         fan_out.currency,
         now,
-        bigint_array_text([posted[key] for key in fan_out.idempotency_keys]),
+        bigint_array_text([written[key] for key in fan_out.idempotency_keys]),
         to_cash,
         *(bigint_array_text(amounts) for _, amounts in fan_out.sides),
         *(locked[spec.key].pk for spec, _ in fan_out.sides),

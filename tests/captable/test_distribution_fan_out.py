@@ -337,3 +337,31 @@ def test_bigint_array_text_reads_back_as_the_same_ints(values: list[int]) -> Non
 def test_bigint_array_text_takes_only_ints(bad: list[Any]) -> None:
     with pytest.raises(TypeError):
         ledger.bigint_array_text(bad)
+
+
+def test_a_fan_outs_then_gets_every_key_replays_included_and_rolls_back_with_it() -> None:
+    # given: one of three entries posted before (a replay), and a source short of the rest
+    source = funded_source(10_00)
+    people = investors(3)
+    ledger.cash_fan_out_post(fan_out(source, people[:1], [4_00]))
+    seen: list[dict[str, int]] = []
+
+    def then(posted: dict[str, int]) -> None:
+        seen.append(dict(posted))
+        investors(1)  # a write of the caller's, in the fan-out's transaction
+
+    people_before = Investor.objects.count()
+    # when: the rest need 4.00 + 3.00 + 5.00 from the 6.00 left
+    with pytest.raises(LimitExceeded):
+        ledger.cash_fan_out_post(fan_out(source, people, [4_00, 3_00, 5_00]), then=then)
+    # then: `then` ran with every key, and its write rolled back with the entries
+    assert seen and all(set(keys) == {f"f:{p.pk}" for p in people} for keys in seen)
+    assert Investor.objects.count() == people_before
+    assert balance(source) == 6_00
+    # when: the rest fit; then: `then` gets the replayed key's entry too, once
+    seen.clear()
+    posted = ledger.cash_fan_out_post(fan_out(source, people, [4_00, 3_00, 2_00]), then=then)
+    assert seen == [posted]
+    assert len(posted) == 3
+    assert Investor.objects.count() == people_before + 1
+    assert balance(source) == 1_00

@@ -110,3 +110,51 @@ def test_a_writer_locks_the_investors_account_before_a_shared_one(
     assert not failures
     assert waited
     assert shared_was_free
+
+
+def _free_seen_from_another_connection(account: Account) -> bool:
+    seen: list[bool] = []
+    failures: list[BaseException] = []
+    look = threading.Thread(
+        target=_on_own_connection, args=(lambda: seen.append(_is_free(account)), failures)
+    )
+    look.start()
+    look.join(WAIT_SECONDS)
+    assert not failures
+    return seen == [True]
+
+
+def test_a_fan_outs_own_writes_run_before_its_shared_accounts_are_locked() -> None:
+    # given: a funded shared source (committed) and two investors
+    source = ledger.external_account(USD)
+    people = investors(2)
+    fan_out = ledger.CashFanOut(
+        kind="cash_move",
+        currency=USD,
+        source=ledger.external_spec(USD),  # the external account may go below zero
+        idempotency_keys=[f"lock-order:fan-out:{person.pk}" for person in people],
+        request_digests=[
+            ledger.request_digest("cash_move", {"to": person.pk}) for person in people
+        ],
+        investor_ids=[person.pk for person in people],
+        to_cash=[1_00, 2_00],
+        sides=[],
+        metadata_json=["{}", "{}"],
+    )
+    source_free_during_then: list[bool] = []
+    then_saw: list[dict[str, int]] = []
+
+    def then(posted: dict[str, int]) -> None:
+        then_saw.append(dict(posted))
+        source_free_during_then.append(_free_seen_from_another_connection(source))
+
+    # when: the fan-out runs, its `then` called between the entries and the shared legs
+    with transaction.atomic():
+        posted = ledger.cash_fan_out_post(fan_out, then=then)
+        source_free_at_the_end = _free_seen_from_another_connection(source)
+    # then: `then` saw every entry while the shared account was still free; by the end of the
+    # write the shared account is held (to COMMIT)
+    assert then_saw == [posted]
+    assert set(posted) == set(fan_out.idempotency_keys)
+    assert source_free_during_then == [True]
+    assert source_free_at_the_end is False
