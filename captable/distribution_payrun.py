@@ -9,7 +9,7 @@ path — pays nobody twice. Holders who reinvest (DRIP) are paid one by one, sin
 purchase goes through the subscription checks. Locks: the batch's payout rows (by id), then
 the ledger's accounts (the holders' first, the shared ones last: `ledger.LOCK_ORDER`), so the
 batches run on several connections at once (`PAY_RUN_CONNECTIONS`) and wait on each other
-only for the shared accounts' legs, their last statement.
+only for the shared accounts' balance update, at the end of their last statement, and COMMIT.
 """
 
 from __future__ import annotations

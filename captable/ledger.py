@@ -84,8 +84,9 @@ class AccountSpec:
 # accounts (holdings, escrow, cash) first, then the shared ones (treasury, issuer, payable,
 # platform, external), each by primary key. Shared accounts are the hot rows many writers
 # touch; locked last, they are held for the least time — and a distribution's pay run can
-# write its batches on several connections at once, each waiting only for the other's last
-# statement (`cash_fan_out_post`).
+# write its batches on several connections at once, each waiting only for the other's balance
+# update of the shared accounts and COMMIT (`cash_fan_out_post`; the posting trigger locks a
+# statement's shared accounts in this order: migration 0025).
 LOCK_ORDER = "investor_id IS NULL, id"
 LOCK_ORDER_OF_A = "a.investor_id IS NULL, a.id"
 
@@ -1356,8 +1357,14 @@ def _cash_accounts_locked(fan_out: CashFanOut) -> list[int]:
     return [ids[key] for key in cash_keys]
 
 
-def _fixed_accounts_locked(fixed: Sequence[AccountSpec]) -> dict[str, _BatchAccount]:
-    found = _fetch(_LOCK_ACCOUNTS_SQL, [[spec.key for spec in fixed]], prepared=True)
+_READ_ACCOUNTS_SQL = _LOCK_ACCOUNTS_SQL.removesuffix(" FOR UPDATE")
+assert _READ_ACCOUNTS_SQL != _LOCK_ACCOUNTS_SQL
+
+
+def _fixed_accounts_read(fixed: Sequence[AccountSpec]) -> dict[str, _BatchAccount]:
+    """The fixed accounts' rows, not locked: the statement that posts on them locks them (its
+    trigger, in `LOCK_ORDER`: migration 0025) when it updates their balances."""
+    found = _fetch(_READ_ACCOUNTS_SQL, [[spec.key for spec in fixed]], prepared=True)
     return {row[1]: _BatchAccount(*row) for row in found}
 
 
@@ -1461,11 +1468,17 @@ def _fan_out_write(
     """Write the fan-out's entries, every key assumed new (a used one: IntegrityError); returns
     key → entry id, `replayed` (entries posted before) included.
 
-    Two statements: the entries with their cash legs, then (after `then`) the legs on the
-    fixed accounts, whose locks are taken only then (they come last in `LOCK_ORDER`) and held
-    to COMMIT. Batches of one pay run on several connections share only the fixed accounts
-    (source, sides), so they overlap everything but the second statement. The entries
-    balance at COMMIT (the deferred check), not between the two statements."""
+    Two statements: the entries with their cash legs (the holders' accounts locked first),
+    then (after `then`) the legs on the fixed accounts, which that statement's trigger locks
+    (they come last in `LOCK_ORDER`) once its postings are written, when it updates their
+    balances; they are held to COMMIT. Batches of one pay run on several connections share
+    only the fixed accounts (source, sides), so they overlap everything but the second
+    statement's balance update and COMMIT. The entries balance at COMMIT (the deferred
+    check), not between the two statements.
+
+    The source's balance is checked here on an unlocked read (the usual error, early); a
+    concurrent debit between that read and the update is caught by the account's CHECK, at
+    the update, and raised as the same error."""
     fixed = _fixed_accounts_create(fan_out)
     cash_account_ids = _cash_accounts_locked(fan_out)
     now = timezone.now()
@@ -1494,28 +1507,38 @@ def _fan_out_write(
     posted = {**(replayed or {}), **written}
     if then is not None:
         then(posted)
-    locked = _fixed_accounts_locked(fixed)
-    source = locked[fan_out.source.key]
+    read = _fixed_accounts_read(fixed)
+    source = read[fan_out.source.key]
     leaving = sum(fan_out.to_cash) + sum(sum(amounts) for _, amounts in fan_out.sides)
     if not source.allows_negative and source.balance < leaving:
-        raise LimitExceeded(
-            f"{source.key} holds {source.balance}; this batch needs {leaving}.",
-            code="insufficient_balance",
-            account=source.key,
-            balance=source.balance,
-            required=leaving,
-        )
+        raise _source_short(source, leaving)
     legs: list[Any] = [
         fan_out.currency,
         now,
         bigint_array_text([written[key] for key in fan_out.idempotency_keys]),
         to_cash,
         *(bigint_array_text(amounts) for _, amounts in fan_out.sides),
-        *(locked[spec.key].pk for spec, _ in fan_out.sides),
+        *(read[spec.key].pk for spec, _ in fan_out.sides),
         source.pk,
     ]
-    _fetch(_fan_out_shared_legs_sql(len(fan_out.sides)), legs, prepared=True)
+    try:  # no savepoint of its own: the caller's rolls the whole write back on any error
+        _fetch(_fan_out_shared_legs_sql(len(fan_out.sides)), legs, prepared=True)
+    except IntegrityError as error:
+        constraint = getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)
+        if constraint != "account_no_negative_balance":
+            raise
+        raise _source_short(source, leaving) from error  # drawn on since it was read
     return posted
+
+
+def _source_short(source: _BatchAccount, leaving: int) -> LimitExceeded:
+    return LimitExceeded(
+        f"{source.key} holds {source.balance}; this batch needs {leaving}.",
+        code="insufficient_balance",
+        account=source.key,
+        balance=source.balance,
+        required=leaving,
+    )
 
 
 def cash_accounts_open(investor_ids: Sequence[int], currency: str) -> None:

@@ -158,3 +158,61 @@ def test_a_fan_outs_own_writes_run_before_its_shared_accounts_are_locked() -> No
     assert set(posted) == set(fan_out.idempotency_keys)
     assert source_free_during_then == [True]
     assert source_free_at_the_end is False
+
+
+@pytest.mark.parametrize("held_index", [0, 4], ids=["lowest_held", "highest_held"])
+def test_a_posting_statement_locks_its_shared_accounts_by_id_before_updating_them(
+    held_index: int,
+) -> None:
+    # given: five shared accounts, opened in id order, one held by another transaction
+    shared = [ledger.account_open(ledger.distribution_payable_spec(n, USD)) for n in range(5)]
+    assert [a.pk for a in shared] == sorted(a.pk for a in shared)
+    (person,) = investors(1)
+    held, release = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def hold_one() -> None:
+        with transaction.atomic():
+            ledger.lock_accounts([shared[held_index]])
+            held.set()
+            release.wait(WAIT_SECONDS)
+
+    def post_on_all() -> None:  # the fan-out writes its shared legs without locking first
+        ledger.cash_fan_out_post(
+            ledger.CashFanOut(
+                kind="cash_move",
+                currency=USD,
+                source=ledger.external_spec(USD),
+                idempotency_keys=["lock-order:shared-by-id"],
+                request_digests=[ledger.request_digest("cash_move", {"n": 1})],
+                investor_ids=[person.pk],
+                to_cash=[1_00],
+                sides=[
+                    (ledger.distribution_payable_spec(n, USD), [n + 1]) for n in reversed(range(5))
+                ],
+                metadata_json=["{}"],
+            )
+        )
+
+    holder = threading.Thread(target=_on_own_connection, args=(hold_one, failures))
+    holder.start()
+    assert held.wait(WAIT_SECONDS)
+    # when: a statement posting on all five waits for the held one
+    writer = threading.Thread(target=_on_own_connection, args=(post_on_all, failures))
+    writer.start()
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not (waited := _writers_waiting_on_a_lock() == 1) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # then: it holds exactly the ones with lower ids (it takes them in id order), and completes
+    free = [_is_free(account) for account in shared]
+    release.set()
+    holder.join(WAIT_SECONDS)
+    writer.join(WAIT_SECONDS)
+    assert not failures
+    assert waited
+    assert free[:held_index] == [False] * held_index
+    assert free[held_index + 1 :] == [True] * (4 - held_index)
+    balances = dict(
+        Account.objects.filter(pk__in=[a.pk for a in shared]).values_list("pk", "balance")
+    )
+    assert balances == {account.pk: n + 1 for n, account in enumerate(shared)}
