@@ -18,6 +18,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -47,9 +48,14 @@ _UNPAID_LOCKED_SQL = """
     FROM captable_payout WHERE id = ANY(%s::bigint[]) AND paid_at IS NULL ORDER BY id FOR UPDATE
 """
 
-_INVESTORS_OF_SQL = (
-    "SELECT investor_id FROM captable_payout WHERE id = ANY(%s::bigint[]) ORDER BY investor_id"
-)
+
+@dataclass(frozen=True)
+class _Batch:
+    """One transaction's payouts, and their holders (read with the ids: no query per batch)."""
+
+    payout_ids: list[int]
+    investor_ids: list[int]
+
 
 _PAID_SQL = """
     UPDATE captable_payout p SET entry_id = v.entry_id, paid_at = %s::timestamptz
@@ -131,14 +137,10 @@ def payouts_fan_out(
     )
 
 
-def _cash_accounts_open(distribution: Distribution, payout_ids: list[int]) -> None:
+def _cash_accounts_open(distribution: Distribution, batch: _Batch) -> None:
     """The batch's holders' available-cash accounts, opened (committed) before the batch pays
     them: see `ledger.cash_accounts_open`."""
-    investor_ids = [
-        investor_id
-        for (investor_id,) in fetch(_INVESTORS_OF_SQL, [ledger.bigint_array_text(payout_ids)])
-    ]
-    ledger.cash_accounts_open(investor_ids, distribution.currency)
+    ledger.cash_accounts_open(sorted(batch.investor_ids), distribution.currency)
 
 
 def _pay_batch(distribution: Distribution, payout_ids: list[int]) -> int:
@@ -185,12 +187,12 @@ def _credited_accounts_open(distribution: Distribution) -> None:
             ledger.account_open(spec)
 
 
-def _open_and_pay(distribution: Distribution, batch: list[int]) -> int:
+def _open_and_pay(distribution: Distribution, batch: _Batch) -> int:
     _cash_accounts_open(distribution, batch)
-    return _pay_batch(distribution, batch)
+    return _pay_batch(distribution, batch.payout_ids)
 
 
-def _open_and_pay_on_own_connection(distribution: Distribution, batch: list[int]) -> int:
+def _open_and_pay_on_own_connection(distribution: Distribution, batch: _Batch) -> int:
     """A pool thread's batch, on the thread's own database connection (closed after it)."""
     try:
         return _open_and_pay(distribution, batch)
@@ -198,7 +200,7 @@ def _open_and_pay_on_own_connection(distribution: Distribution, batch: list[int]
         connection.close()
 
 
-def _pay_batches(distribution: Distribution, batches: list[list[int]], workers: int | None) -> int:
+def _pay_batches(distribution: Distribution, batches: list[_Batch], workers: int | None) -> int:
     """The batches, on `workers` connections at once (settings.PAY_RUN_CONNECTIONS): each batch
     is its own transaction and they share only the fixed accounts, which each locks last
     (`ledger.cash_fan_out_post`), so the database works on several at a time."""
@@ -234,11 +236,16 @@ def distribution_pay_run_batched(
     unpaid = Payout.objects.filter(distribution_id=distribution_id, paid_at__isnull=True)
     one_by_one = list(unpaid.filter(investor_id__in=reinvesting).values_list("pk", flat=True))
     batched = list(
-        unpaid.exclude(investor_id__in=reinvesting).order_by("pk").values_list("pk", flat=True)
+        unpaid.exclude(investor_id__in=reinvesting).order_by("pk").values_list("pk", "investor_id")
     )
     if connection.vendor != "postgresql" or len(batched) <= one_by_one_max:
-        one_by_one, batched = one_by_one + batched, []
-    batches = [batched[start : start + batch_size] for start in range(0, len(batched), batch_size)]
+        one_by_one, batched = one_by_one + [pk for pk, _ in batched], []
+    batches = [
+        _Batch([pk for pk, _ in part], [investor for _, investor in part])
+        for part in (
+            batched[start : start + batch_size] for start in range(0, len(batched), batch_size)
+        )
+    ]
     if batches:
         _credited_accounts_open(distribution)
     paid = _pay_batches(distribution, batches, connections)

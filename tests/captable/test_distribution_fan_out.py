@@ -365,3 +365,19 @@ def test_a_fan_outs_then_gets_every_key_replays_included_and_rolls_back_with_it(
     assert len(posted) == 3
     assert Investor.objects.count() == people_before + 1
     assert balance(source) == 1_00
+
+
+@pytest.mark.parametrize(
+    "values", [["a"], ["distribution:1:payout:2", 'q"u\\o\tte', "é ü", "{}"], []]
+)
+def test_text_lines_come_back_whole_from_postgresql(values: list[str]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT string_to_array(%s::text, E'\\n')", [ledger.text_lines(values)])
+        (split,) = cursor.fetchone()
+    assert split == values
+
+
+@pytest.mark.parametrize("values", [["a\nb"], ["", "x"], ["x", ""], [""]])
+def test_text_lines_refuse_what_would_not_come_back_whole(values: list[str]) -> None:
+    with pytest.raises(ValueError, match="without newlines"):
+        ledger.text_lines(values)
