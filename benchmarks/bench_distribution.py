@@ -29,6 +29,7 @@ withholding: a third posting), the rest a W-9.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -250,6 +251,10 @@ def child(url: str, distribution_id: int, staff_id: int, *, seal: bool) -> int:
     from common.outbox import _discover_tasks_once
 
     _discover_tasks_once()
+    # Then frozen out of the cyclic collector's reach, as both processes that start and run a
+    # pay run in production freeze theirs once started (gunicorn's post_worker_init, the
+    # Celery worker's worker_ready / worker_process_init: config/gunicorn.py, config/celery.py).
+    gc.freeze()
     print(json.dumps(pay(distribution_id, staff_id, seal=seal)))
     return 0
 
