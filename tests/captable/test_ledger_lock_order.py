@@ -15,7 +15,8 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from captable import ledger
-from captable.models import Account
+from captable.models import Account, Entry
+from common.errors import LimitExceeded
 from tests.captable.factories import investors
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
@@ -216,3 +217,79 @@ def test_a_posting_statement_locks_its_shared_accounts_by_id_before_updating_the
         Account.objects.filter(pk__in=[a.pk for a in shared]).values_list("pk", "balance")
     )
     assert balances == {account.pk: n + 1 for n, account in enumerate(shared)}
+
+
+def test_a_debit_landing_after_the_fan_out_read_its_source_is_refused_as_short() -> None:
+    # given: a source holding 10.00
+    source = ledger.distribution_payable_spec(99, USD)
+    ledger.cash_move(
+        source=ledger.external_spec(USD),
+        destination=source,
+        amount_minor=10_00,
+        idempotency_key="lock-order:fund-source",
+    )
+    (person,) = investors(1)
+    debiting, release = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def debit_and_hold() -> None:
+        with transaction.atomic():
+            ledger.cash_move(
+                source=source,
+                destination=ledger.external_spec(USD),
+                amount_minor=8_00,
+                idempotency_key="lock-order:debit-source",
+            )
+            debiting.set()
+            release.wait(WAIT_SECONDS)
+
+    holder = threading.Thread(target=_on_own_connection, args=(debit_and_hold, failures))
+
+    def start_the_debit(_: dict[str, int]) -> None:
+        # Between the fan-out's entries and its read of the source: the read sees 10.00 (the
+        # debit is not committed); its update of the source waits for the debit. (A refused
+        # fan-out is tried once more without the replays, as any: by then the debit is in.)
+        if not debiting.is_set():
+            holder.start()
+            assert debiting.wait(WAIT_SECONDS)
+
+    outcome: list[BaseException | dict[str, int]] = []
+
+    def fan_out_five() -> None:
+        try:
+            outcome.append(
+                ledger.cash_fan_out_post(
+                    ledger.CashFanOut(
+                        kind="cash_move",
+                        currency=USD,
+                        source=source,
+                        idempotency_keys=["lock-order:short"],
+                        request_digests=[ledger.request_digest("cash_move", {"n": 2})],
+                        investor_ids=[person.pk],
+                        to_cash=[5_00],
+                        sides=[],
+                        metadata_json=["{}"],
+                    ),
+                    then=start_the_debit,
+                )
+            )
+        except LimitExceeded as error:
+            outcome.append(error)
+
+    writer = threading.Thread(target=_on_own_connection, args=(fan_out_five, failures))
+    writer.start()
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not (waited := _writers_waiting_on_a_lock() == 1) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # when: the debit commits while the fan-out waits to update the source
+    release.set()
+    writer.join(WAIT_SECONDS)
+    holder.join(WAIT_SECONDS)
+    # then: the fan-out is refused as short (its source's CHECK), and wrote nothing
+    assert not failures
+    assert waited
+    (error,) = outcome
+    assert isinstance(error, LimitExceeded)
+    assert error.code == "insufficient_balance"
+    assert Account.objects.get(key=source.key).balance == 2_00
+    assert not Entry.objects.filter(idempotency_key="lock-order:short").exists()
