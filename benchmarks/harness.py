@@ -37,13 +37,18 @@ def _server_url() -> str:
     return url
 
 
+def _drop_database(name: str) -> None:
+    with psycopg.connect(_server_url(), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @contextlib.contextmanager
 def scratch_database(name: str, *, settings_module: str | None = None) -> Iterator[str]:
     """A fresh database on the PostgreSQL server from DATABASE_URL, migrated (with
     `settings_module`'s apps if given, e.g. benchmarks.settings_hordak); dropped after."""
     server = urlparse(_server_url())
+    _drop_database(name)
     with psycopg.connect(_server_url(), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
     url = urlunparse(server._replace(path=f"/{name}"))
     env = {**os.environ, "DATABASE_URL": url}
@@ -55,8 +60,7 @@ def scratch_database(name: str, *, settings_module: str | None = None) -> Iterat
     try:
         yield url
     finally:
-        with psycopg.connect(_server_url(), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(name)
 
 
 @contextlib.contextmanager
@@ -65,16 +69,15 @@ def database_copy(source_url: str, name: str) -> Iterator[str]:
     copying its files (CREATE DATABASE … TEMPLATE, FILE_COPY: seconds, where a reload takes a
     minute), dropped after: several timed runs that each start from the same data."""
     source = urlparse(source_url).path.lstrip("/")
+    _drop_database(name)
     with psycopg.connect(_server_url(), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         version = admin.info.server_version
         strategy = " STRATEGY FILE_COPY" if version >= 150000 else ""  # the default before 15
         admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"{strategy}')
     try:
         yield urlunparse(urlparse(source_url)._replace(path=f"/{name}"))
     finally:
-        with psycopg.connect(_server_url(), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(name)
 
 
 def django_in_process(database_url: str, *, settings_module: str = "config.settings") -> None:

@@ -1228,8 +1228,9 @@ def _sealer(chain: str) -> Callable[[], None]:
 # (no object per entry) and writes entries and postings with two set-based statements on
 # PostgreSQL (no row leaves or re-enters Python), under the same rules as `entry_post`:
 # keys used once (a replay is skipped, another request under a used key is a Conflict and
-# nothing is written), no zero posting, the source not below zero (checked here on the locked
-# balance, and by the account's CHECK), accounts created if new and locked in `LOCK_ORDER`,
+# nothing is written), no zero posting, the source not below zero (checked here on its
+# balance as read, and by the account's CHECK at the update), accounts created if new and
+# locked in `LOCK_ORDER` (the shared ones by the posting trigger: migration 0025),
 # every trigger on (balances, the balanced-entry check at COMMIT, the sealing queue);
 # the chain is sealed after commit.
 
@@ -1437,8 +1438,8 @@ def cash_fan_out_post(
 
     `then(posted)`: the caller's own writes that name the entries (the pay run marks its
     payouts paid), run in the same transaction once every entry exists and before the fixed
-    accounts are locked, so that those locks are held only for the fixed accounts' legs and
-    COMMIT (batches on other connections wait for them).
+    accounts are locked, so that those locks are held only for the fixed accounts' balance
+    update and COMMIT (batches on other connections wait for them).
 
     Optimistic: the entries are first written as if no key had been used (a pay run's keys are
     new: its payouts are locked unpaid), under a savepoint. A key used before fails that write
